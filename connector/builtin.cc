@@ -1,0 +1,2 @@
+#include "connector/registry.h"
+namespace idsync { void RegisterBuiltinConnectors(ConnectorRegistry&) {} }
