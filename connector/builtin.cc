@@ -1,2 +1,11 @@
+#include "connector/csv/csv_connector.h"
 #include "connector/registry.h"
-namespace idsync { void RegisterBuiltinConnectors(ConnectorRegistry&) {} }
+
+namespace idsync {
+
+void RegisterBuiltinConnectors(ConnectorRegistry& registry) {
+  // Types are distinct constants, so registration cannot fail.
+  (void)registry.Register("csv", CreateCsvConnector);
+}
+
+}  // namespace idsync

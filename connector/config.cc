@@ -55,7 +55,8 @@ absl::StatusOr<int64_t> ConfigReader::Int(absl::string_view key,
                                           int64_t max) const {
   const Value* v = Find(key);
   if (v == nullptr) return fallback;
-  const std::string range = absl::StrCat("an integer in [", min, ", ", max, "]");
+  const std::string range =
+      absl::StrCat("an integer in [", min, ", ", max, "]");
   if (v->kind_case() != Value::kNumberValue) return WrongType(key, range);
   double d = v->number_value();
   if (std::trunc(d) != d || d < static_cast<double>(min) ||
@@ -69,7 +70,8 @@ absl::StatusOr<bool> ConfigReader::Bool(absl::string_view key,
                                         bool fallback) const {
   const Value* v = Find(key);
   if (v == nullptr) return fallback;
-  if (v->kind_case() != Value::kBoolValue) return WrongType(key, "true or false");
+  if (v->kind_case() != Value::kBoolValue)
+    return WrongType(key, "true or false");
   return v->bool_value();
 }
 

@@ -21,9 +21,9 @@ absl::StatusOr<std::unique_ptr<Connector>> ConnectorRegistry::Create(
     absl::string_view type, const ConnectorSpec& spec) const {
   auto it = factories_.find(type);
   if (it == factories_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown connector type '",
-                                            type.substr(0, 64), "' (known: ",
-                                            absl::StrJoin(Types(), ", "), ")"));
+    return absl::NotFoundError(
+        absl::StrCat("unknown connector type '", type.substr(0, 64),
+                     "' (known: ", absl::StrJoin(Types(), ", "), ")"));
   }
   return it->second(spec);
 }

@@ -1,0 +1,57 @@
+#include "dispatcher/chunk_queue.h"
+
+#include <utility>
+
+namespace idsync {
+
+absl::Status ChunkQueue::Write(idsync::v1::SyncChunk chunk) {
+  absl::MutexLock lock(&mu_);
+  auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !closed_.ok() || chunks_.size() < capacity_;
+  };
+  mu_.Await(absl::Condition(&room));
+  if (!closed_.ok()) return closed_;
+  chunks_.push_back(std::move(chunk));
+  return absl::OkStatus();
+}
+
+void ChunkQueue::SetNextSyncToken(std::string token) {
+  absl::MutexLock lock(&mu_);
+  next_sync_token_ = std::move(token);
+}
+
+void ChunkQueue::Finish(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  finished_ = true;
+  producer_status_ = std::move(status);
+}
+
+std::optional<idsync::v1::SyncChunk> ChunkQueue::Pop() {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return finished_ || !chunks_.empty();
+  };
+  mu_.Await(absl::Condition(&ready));
+  if (chunks_.empty()) return std::nullopt;
+  idsync::v1::SyncChunk chunk = std::move(chunks_.front());
+  chunks_.pop_front();
+  return chunk;
+}
+
+void ChunkQueue::Close(absl::Status why) {
+  absl::MutexLock lock(&mu_);
+  closed_ = why.ok() ? absl::CancelledError("closed") : std::move(why);
+  chunks_.clear();
+}
+
+absl::Status ChunkQueue::producer_status() const {
+  absl::MutexLock lock(&mu_);
+  return producer_status_;
+}
+
+std::string ChunkQueue::next_sync_token() const {
+  absl::MutexLock lock(&mu_);
+  return next_sync_token_;
+}
+
+}  // namespace idsync

@@ -1,0 +1,48 @@
+// ChunkQueue: the bounded hand-off between a connector (producer thread) and
+// the sync engine (consumer thread). Write blocks while `capacity` chunks
+// wait, so a fast source never runs ahead of the store. Thread-safe.
+#ifndef IDSYNC_DISPATCHER_CHUNK_QUEUE_H_
+#define IDSYNC_DISPATCHER_CHUNK_QUEUE_H_
+
+#include <deque>
+#include <optional>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "connector/connector.h"
+
+namespace idsync {
+
+class ChunkQueue final : public RecordSink {
+ public:
+  explicit ChunkQueue(int capacity) : capacity_(capacity < 1 ? 1 : capacity) {}
+
+  // Producer side.
+  absl::Status Write(idsync::v1::SyncChunk chunk) override;
+  void SetNextSyncToken(std::string token) override;
+  // The producer is done; `status` is what Connector::Sync returned.
+  void Finish(absl::Status status);
+
+  // Consumer side. The next chunk, or nullopt once the producer has finished
+  // and every chunk was taken.
+  std::optional<idsync::v1::SyncChunk> Pop();
+  // Stops the producer: its next (or blocked) Write returns `why`, and
+  // pending chunks are dropped.
+  void Close(absl::Status why);
+  absl::Status producer_status() const;
+  std::string next_sync_token() const;
+
+ private:
+  const size_t capacity_;
+  mutable absl::Mutex mu_;
+  std::deque<idsync::v1::SyncChunk> chunks_ ABSL_GUARDED_BY(mu_);
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status producer_status_ ABSL_GUARDED_BY(mu_);
+  absl::Status closed_ ABSL_GUARDED_BY(mu_);
+  std::string next_sync_token_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace idsync
+
+#endif  // IDSYNC_DISPATCHER_CHUNK_QUEUE_H_

@@ -1,0 +1,29 @@
+#include "dispatcher/connector_dispatcher.h"
+
+#include "absl/strings/str_cat.h"
+#include "connector/text.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace idsync {
+
+absl::StatusOr<std::unique_ptr<Connector>> ConnectorDispatcher::ConnectorFor(
+    const ConnectorRow& row) const {
+  if (row.mode != "hosted") {
+    return absl::UnimplementedError(
+        absl::StrCat("connector '", row.business_id, "': mode '",
+                     Excerpt(row.mode), "' is not available in this build"));
+  }
+  ConnectorSpec spec;
+  spec.business_id = row.business_id;
+  spec.clock = &clock_;
+  auto parsed = google::protobuf::util::JsonStringToMessage(row.config_json,
+                                                            &spec.config);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "connector '", row.business_id, "': config is not a JSON object: ",
+        std::string(parsed.message().data(), parsed.message().size())));
+  }
+  return registry_.Create(row.type, spec);
+}
+
+}  // namespace idsync

@@ -1,0 +1,35 @@
+// ConnectorDispatcher: turns a configured connector (a store row) into the
+// Connector to call. Hosted connectors are built from the registry; agent
+// connectors (later) get an AgentProxyConnector with the same interface, so
+// the sync engine never knows the difference. Thread-safe.
+#ifndef IDSYNC_DISPATCHER_CONNECTOR_DISPATCHER_H_
+#define IDSYNC_DISPATCHER_CONNECTOR_DISPATCHER_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "connector/clock.h"
+#include "connector/registry.h"
+#include "dispatcher/store/store.h"
+
+namespace idsync {
+
+class ConnectorDispatcher {
+ public:
+  // `registry` and `clock` must outlive the dispatcher.
+  ConnectorDispatcher(const ConnectorRegistry& registry, Clock& clock)
+      : registry_(registry), clock_(clock) {}
+
+  // kInvalidArgument for a bad config; kUnimplemented for modes this build
+  // cannot serve.
+  absl::StatusOr<std::unique_ptr<Connector>> ConnectorFor(
+      const ConnectorRow& row) const;
+
+ private:
+  const ConnectorRegistry& registry_;
+  Clock& clock_;
+};
+
+}  // namespace idsync
+
+#endif  // IDSYNC_DISPATCHER_CONNECTOR_DISPATCHER_H_

@@ -1,0 +1,200 @@
+#include "dispatcher/store/migrations.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "connector/status_macros.h"
+#include "dispatcher/store/sqlite_util.h"
+
+namespace idsync {
+namespace {
+
+// Times are INTEGER unix microseconds. Record tables share one shape: a key
+// unique per (tenant, connector), the source's fields, attributes as a JSON
+// object, a content hash for change detection, and a soft-delete mark.
+const std::vector<const char*>& Migrations() {
+  static const auto* migrations = new std::vector<const char*>{
+      // 1: tenants, connectors, runs and the four record kinds.
+      R"sql(
+CREATE TABLE tenants (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE connectors (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  business_id TEXT NOT NULL,
+  type TEXT NOT NULL,
+  mode TEXT NOT NULL DEFAULT 'hosted',
+  config TEXT NOT NULL DEFAULT '{}',
+  deletion_threshold REAL NOT NULL DEFAULT 0.2,
+  sync_token TEXT NOT NULL DEFAULT '',
+  last_sync_at INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (tenant_id, business_id)
+);
+CREATE TABLE sync_runs (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  connector_id INTEGER NOT NULL REFERENCES connectors(id),
+  status TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  incremental INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  max_records INTEGER,
+  deletion_threshold REAL NOT NULL,
+  callback_url TEXT NOT NULL DEFAULT '',
+  owner TEXT NOT NULL DEFAULT '',
+  chunks INTEGER NOT NULL DEFAULT 0,
+  resume_token TEXT NOT NULL DEFAULT '',
+  processed INTEGER NOT NULL DEFAULT 0,
+  created INTEGER NOT NULL DEFAULT 0,
+  updated INTEGER NOT NULL DEFAULT 0,
+  unchanged INTEGER NOT NULL DEFAULT 0,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  rejected INTEGER NOT NULL DEFAULT 0,
+  source_done INTEGER NOT NULL DEFAULT 0,
+  source_total INTEGER NOT NULL DEFAULT 0,
+  resumes INTEGER NOT NULL DEFAULT 0,
+  deletion_note TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  next_sync_token TEXT NOT NULL DEFAULT '',
+  started_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER
+);
+CREATE INDEX sync_runs_by_connector ON sync_runs(tenant_id, connector_id, id);
+-- One active run per connector, enforced by the store itself.
+CREATE UNIQUE INDEX sync_runs_one_active ON sync_runs(connector_id)
+  WHERE status = 'running';
+-- Row ids a running run has seen, one encoded list per commit group and kind,
+-- so deletion detection survives a crash without a write per record.
+CREATE TABLE run_seen (
+  run_id INTEGER NOT NULL REFERENCES sync_runs(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  ids BLOB NOT NULL,
+  PRIMARY KEY (run_id, seq, kind)
+) WITHOUT ROWID;
+CREATE TABLE sync_rejects (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL,
+  run_id INTEGER NOT NULL REFERENCES sync_runs(id) ON DELETE CASCADE,
+  kind INTEGER NOT NULL,
+  external_id TEXT NOT NULL,
+  location TEXT NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX sync_rejects_by_run ON sync_rejects(run_id, id);
+CREATE TABLE identities (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL REFERENCES connectors(id),
+  external_id TEXT NOT NULL,
+  email TEXT NOT NULL,
+  first_name TEXT NOT NULL,
+  last_name TEXT NOT NULL,
+  display_name TEXT NOT NULL,
+  department TEXT NOT NULL,
+  job_title TEXT NOT NULL,
+  manager_external_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attributes TEXT,
+  content_hash INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  deleted_at INTEGER,
+  last_run_id INTEGER
+);
+CREATE UNIQUE INDEX identities_key
+  ON identities(tenant_id, connector_id, external_id);
+CREATE TABLE accounts (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL REFERENCES connectors(id),
+  external_id TEXT NOT NULL,
+  identity_external_id TEXT NOT NULL,
+  username TEXT NOT NULL,
+  email TEXT NOT NULL,
+  display_name TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attributes TEXT,
+  content_hash INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  deleted_at INTEGER,
+  last_run_id INTEGER
+);
+CREATE UNIQUE INDEX accounts_key
+  ON accounts(tenant_id, connector_id, external_id);
+CREATE TABLE entitlements (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL REFERENCES connectors(id),
+  external_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  description TEXT NOT NULL,
+  type TEXT NOT NULL,
+  attributes TEXT,
+  content_hash INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  deleted_at INTEGER,
+  last_run_id INTEGER
+);
+CREATE UNIQUE INDEX entitlements_key
+  ON entitlements(tenant_id, connector_id, external_id);
+CREATE TABLE grants (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL REFERENCES connectors(id),
+  account_external_id TEXT NOT NULL,
+  entitlement_external_id TEXT NOT NULL,
+  attributes TEXT,
+  content_hash INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  deleted_at INTEGER,
+  last_run_id INTEGER
+);
+CREATE UNIQUE INDEX grants_key
+  ON grants(tenant_id, connector_id, account_external_id, entitlement_external_id);
+)sql",
+  };
+  return *migrations;
+}
+
+}  // namespace
+
+absl::Status Migrate(sqlite3* db) {
+  IDSYNC_ASSIGN_OR_RETURN(Statement version,
+                          Statement::Prepare(db, "PRAGMA user_version"));
+  IDSYNC_ASSIGN_OR_RETURN(bool has_row, version.Step());
+  const int64_t applied = has_row ? version.Int(0) : 0;
+  version.Reset();
+  const int64_t known = static_cast<int64_t>(Migrations().size());
+  if (applied > known) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("store schema version ", applied,
+                     " is newer than this idsync understands (", known, ")"));
+  }
+  for (int64_t i = applied; i < known; ++i) {
+    IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+    absl::Status s = Exec(db, Migrations()[i]);
+    if (s.ok()) {
+      s = Exec(db, absl::StrCat("PRAGMA user_version=", i + 1).c_str());
+    }
+    if (s.ok()) s = Exec(db, "COMMIT");
+    if (!s.ok()) {
+      Exec(db, "ROLLBACK").IgnoreError();
+      return absl::Status(s.code(),
+                          absl::StrCat("migration ", i + 1, ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace idsync

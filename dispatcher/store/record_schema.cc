@@ -1,0 +1,146 @@
+#include "dispatcher/store/record_schema.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace idsync {
+
+using idsync::v1::RecordKind;
+
+const std::vector<KindSchema>& AllKinds() {
+  static const auto* kinds = new std::vector<KindSchema>{
+      {idsync::v1::RECORD_KIND_IDENTITY,
+       "identities",
+       "identity",
+       1,
+       {"external_id", "email", "first_name", "last_name", "display_name",
+        "department", "job_title", "manager_external_id", "status"}},
+      {idsync::v1::RECORD_KIND_ACCOUNT,
+       "accounts",
+       "account",
+       1,
+       {"external_id", "identity_external_id", "username", "email",
+        "display_name", "status"}},
+      {idsync::v1::RECORD_KIND_ENTITLEMENT,
+       "entitlements",
+       "entitlement",
+       1,
+       {"external_id", "name", "description", "type"}},
+      {idsync::v1::RECORD_KIND_GRANT,
+       "grants",
+       "grant",
+       2,
+       {"account_external_id", "entitlement_external_id"}},
+  };
+  return *kinds;
+}
+
+const KindSchema& SchemaFor(RecordKind kind) {
+  return AllKinds()[std::clamp(static_cast<int>(kind), 1, 4) - 1];
+}
+
+void ColumnValues(RecordKind kind, const google::protobuf::Message& record,
+                  std::vector<absl::string_view>* values) {
+  values->clear();
+  switch (kind) {
+    case idsync::v1::RECORD_KIND_ACCOUNT: {
+      const auto& r = static_cast<const idsync::v1::RemoteAccount&>(record);
+      *values = {r.external_id(), r.identity_external_id(), r.username(),
+                 r.email(),       r.display_name(),         r.status()};
+      return;
+    }
+    case idsync::v1::RECORD_KIND_ENTITLEMENT: {
+      const auto& r = static_cast<const idsync::v1::RemoteEntitlement&>(record);
+      *values = {r.external_id(), r.name(), r.description(), r.type()};
+      return;
+    }
+    case idsync::v1::RECORD_KIND_GRANT: {
+      const auto& r = static_cast<const idsync::v1::RemoteGrant&>(record);
+      *values = {r.account_external_id(), r.entitlement_external_id()};
+      return;
+    }
+    default: {
+      const auto& r = static_cast<const idsync::v1::RemoteIdentity&>(record);
+      *values = {r.external_id(),  r.email(),
+                 r.first_name(),   r.last_name(),
+                 r.display_name(), r.department(),
+                 r.job_title(),    r.manager_external_id(),
+                 r.status()};
+      return;
+    }
+  }
+}
+
+const google::protobuf::Map<std::string, std::string>& Attributes(
+    RecordKind kind, const google::protobuf::Message& record) {
+  switch (kind) {
+    case idsync::v1::RECORD_KIND_ACCOUNT:
+      return static_cast<const idsync::v1::RemoteAccount&>(record).attributes();
+    case idsync::v1::RECORD_KIND_ENTITLEMENT:
+      return static_cast<const idsync::v1::RemoteEntitlement&>(record)
+          .attributes();
+    case idsync::v1::RECORD_KIND_GRANT:
+      return static_cast<const idsync::v1::RemoteGrant&>(record).attributes();
+    default:
+      return static_cast<const idsync::v1::RemoteIdentity&>(record)
+          .attributes();
+  }
+}
+
+namespace {
+
+void AppendJsonString(absl::string_view s, std::string* out) {
+  out->push_back('"');
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out->append(buf);
+        } else {
+          out->push_back(c);  // UTF-8 passes through; it was validated.
+        }
+    }
+  }
+  out->push_back('"');
+}
+
+}  // namespace
+
+std::string AttributesJson(
+    const google::protobuf::Map<std::string, std::string>& attributes) {
+  if (attributes.empty()) return "";
+  std::vector<const google::protobuf::MapPair<std::string, std::string>*>
+      sorted;
+  sorted.reserve(attributes.size());
+  for (const auto& kv : attributes) sorted.push_back(&kv);
+  std::sort(sorted.begin(), sorted.end(),
+            [](auto* a, auto* b) { return a->first < b->first; });
+  std::string out = "{";
+  for (const auto* kv : sorted) {
+    if (out.size() > 1) out.push_back(',');
+    AppendJsonString(kv->first, &out);
+    out.push_back(':');
+    AppendJsonString(kv->second, &out);
+  }
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace idsync

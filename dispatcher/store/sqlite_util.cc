@@ -1,0 +1,141 @@
+#include "dispatcher/store/sqlite_util.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace idsync {
+
+absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
+  if (rc == SQLITE_OK || rc == SQLITE_DONE || rc == SQLITE_ROW) {
+    return absl::OkStatus();
+  }
+  std::string message =
+      absl::StrCat("store: ", what, ": ",
+                   db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::UnavailableError(message);
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::ResourceExhaustedError(message);
+    case SQLITE_READONLY:
+    case SQLITE_CONSTRAINT:
+      return absl::FailedPreconditionError(message);
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+    case SQLITE_CORRUPT:
+      return absl::FailedPreconditionError(message);
+    default:
+      return absl::InternalError(message);
+  }
+}
+
+absl::StatusOr<SqliteDb> OpenSqlite(const std::string& path, bool read_only) {
+  sqlite3* raw = nullptr;
+  int flags = read_only ? SQLITE_OPEN_READONLY
+                        : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int rc =
+      sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  SqliteDb db(raw);
+  if (rc != SQLITE_OK) {
+    return SqliteStatus(db.get(), rc, absl::StrCat("cannot open '", path, "'"));
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(), 10000);
+  // synchronous=NORMAL in WAL mode: a commit survives a process crash; only
+  // an OS crash can lose the last commits, never corrupt the file.
+  absl::Status s = Exec(db.get(),
+                        "PRAGMA foreign_keys=ON;"
+                        "PRAGMA synchronous=NORMAL;"
+                        "PRAGMA cache_size=-32768;"
+                        "PRAGMA temp_store=MEMORY;");
+  if (s.ok() && !read_only) s = Exec(db.get(), "PRAGMA journal_mode=WAL;");
+  if (!s.ok()) return s;
+  return db;
+}
+
+absl::Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  sqlite3_free(err);  // sqlite3_errmsg still holds the message.
+  return SqliteStatus(db, rc, "exec");
+}
+
+absl::StatusOr<Statement> Statement::Prepare(sqlite3* db,
+                                             absl::string_view sql) {
+  sqlite3_stmt* raw = nullptr;
+  int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                              SQLITE_PREPARE_PERSISTENT, &raw, nullptr);
+  if (rc != SQLITE_OK) {
+    sqlite3_finalize(raw);
+    return SqliteStatus(db, rc, "prepare");
+  }
+  Statement s;
+  s.db_ = db;
+  s.stmt_.reset(raw);
+  return s;
+}
+
+Statement& Statement::Bind(int index, int64_t value) {
+  sqlite3_bind_int64(stmt_.get(), index, value);
+  return *this;
+}
+Statement& Statement::Bind(int index, double value) {
+  sqlite3_bind_double(stmt_.get(), index, value);
+  return *this;
+}
+Statement& Statement::Bind(int index, absl::string_view text) {
+  sqlite3_bind_text(stmt_.get(), index, text.data(),
+                    static_cast<int>(text.size()), SQLITE_STATIC);
+  return *this;
+}
+Statement& Statement::BindBlob(int index, absl::string_view bytes) {
+  sqlite3_bind_blob(stmt_.get(), index, bytes.data(),
+                    static_cast<int>(bytes.size()), SQLITE_STATIC);
+  return *this;
+}
+Statement& Statement::BindNull(int index) {
+  sqlite3_bind_null(stmt_.get(), index);
+  return *this;
+}
+
+absl::StatusOr<bool> Statement::Step() {
+  int rc = sqlite3_step(stmt_.get());
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  absl::Status s = SqliteStatus(db_, rc, "step");
+  sqlite3_reset(stmt_.get());
+  return s;
+}
+
+absl::Status Statement::Run() {
+  int rc = sqlite3_step(stmt_.get());
+  absl::Status s = rc == SQLITE_DONE || rc == SQLITE_ROW
+                       ? absl::OkStatus()
+                       : SqliteStatus(db_, rc, "step");
+  Reset();
+  return s;
+}
+
+void Statement::Reset() {
+  sqlite3_reset(stmt_.get());
+  sqlite3_clear_bindings(stmt_.get());
+}
+
+int64_t Statement::Int(int column) const {
+  return sqlite3_column_int64(stmt_.get(), column);
+}
+double Statement::Double(int column) const {
+  return sqlite3_column_double(stmt_.get(), column);
+}
+std::string Statement::Text(int column) const {
+  const unsigned char* text = sqlite3_column_text(stmt_.get(), column);
+  if (text == nullptr) return "";
+  return std::string(reinterpret_cast<const char*>(text),
+                     sqlite3_column_bytes(stmt_.get(), column));
+}
+bool Statement::IsNull(int column) const {
+  return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
+}
+
+}  // namespace idsync

@@ -1,0 +1,162 @@
+// Store: the governance store behind the dispatcher. SqliteStore is the
+// embedded default; the interface is shaped so a PostgreSQL one can follow.
+// Every row carries tenant_id and every query is scoped by it.
+//
+// A Store is thread-safe. A RunWriter belongs to one run on one thread.
+#ifndef IDSYNC_DISPATCHER_STORE_STORE_H_
+#define IDSYNC_DISPATCHER_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/message.h"
+#include "idsync/v1/connector.pb.h"
+
+namespace idsync {
+
+struct ConnectorRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  std::string business_id;
+  std::string type;
+  std::string mode = "hosted";
+  std::string config_json = "{}";
+  double deletion_threshold = 0.2;  // Fraction of active records.
+  std::string sync_token;           // Watermark of the last successful run.
+  std::optional<absl::Time> last_sync_at;
+};
+
+enum class RunStatus { kRunning, kSucceeded, kFailed, kCancelled };
+absl::string_view RunStatusName(RunStatus status);
+
+// Where a run is: applying records, removing unseen ones, or finished.
+enum class RunPhase { kRecords, kDeletions, kDone };
+
+// A sync run: its options, its checkpoint and its counters. The checkpoint
+// (chunks, resume_token, counters, phase) always commits together with the
+// records it covers.
+struct RunRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  int64_t connector_id = 0;
+  RunStatus status = RunStatus::kRunning;
+  RunPhase phase = RunPhase::kRecords;
+  bool incremental = false;
+  int32_t chunk_size = 0;
+  std::optional<int64_t> max_records;
+  double deletion_threshold = 0.2;
+  std::string callback_url;
+  std::string owner;  // The process applying it (see ProcessIdentity).
+
+  int64_t chunks = 0;
+  std::string resume_token;
+  int64_t processed = 0, created = 0, updated = 0, unchanged = 0, deleted = 0,
+          rejected = 0;
+  int64_t source_done = 0, source_total = 0;  // From the connector, if known.
+  int64_t resumes = 0;        // How often it was picked up after a crash.
+  std::string deletion_note;  // Why deletions were skipped or refused.
+  std::string error;
+  std::string next_sync_token;
+  absl::Time started_at;
+  absl::Time updated_at;
+  std::optional<absl::Time> finished_at;
+};
+
+// A stored record's identity and state, as change detection needs it.
+struct ExistingRecord {
+  int64_t id = 0;
+  uint64_t content_hash = 0;
+  bool deleted = false;
+};
+
+// The key of a record: external_id, or for grants the two external ids.
+struct RecordKey {
+  absl::string_view first;
+  absl::string_view second;  // Grants only.
+};
+
+// Row ids of one kind that a run saw during one commit group, encoded.
+struct SeenDelta {
+  idsync::v1::RecordKind kind;
+  std::string encoded;
+};
+
+// Applies one run's records. Statements are prepared once for the run.
+// Between Begin() and Commit()/Rollback() everything is one transaction.
+class RunWriter {
+ public:
+  virtual ~RunWriter() = default;
+
+  // `now` stamps every row written until the commit.
+  virtual absl::Status Begin(absl::Time now) = 0;
+  virtual absl::StatusOr<std::optional<ExistingRecord>> Lookup(
+      idsync::v1::RecordKind kind, RecordKey key) = 0;
+  // `record` is the message for `kind` (RemoteIdentity for identities, ...).
+  virtual absl::StatusOr<int64_t> Insert(
+      idsync::v1::RecordKind kind, const google::protobuf::Message& record,
+      uint64_t content_hash) = 0;
+  // Overwrites the row and clears a deletion mark.
+  virtual absl::Status Update(idsync::v1::RecordKind kind, int64_t id,
+                              const google::protobuf::Message& record,
+                              uint64_t content_hash) = 0;
+  virtual absl::Status MarkDeleted(idsync::v1::RecordKind kind, int64_t id) = 0;
+  virtual absl::Status AddReject(const idsync::v1::Reject& reject) = 0;
+  // Saves the run's checkpoint and the seen deltas, then commits.
+  virtual absl::Status Commit(const RunRow& run,
+                              const std::vector<SeenDelta>& seen) = 0;
+  virtual void Rollback() = 0;
+
+  // Outside a transaction: the run's connector's records not marked deleted.
+  virtual absl::StatusOr<int64_t> CountActive(idsync::v1::RecordKind kind) = 0;
+  virtual absl::Status ForEachActive(
+      idsync::v1::RecordKind kind,
+      const std::function<void(int64_t id)>& visit) = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  virtual absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) = 0;
+
+  // Creates the connector, or updates type/mode/config of the one with the
+  // same (tenant, business_id); its threshold and sync_token stay.
+  virtual absl::StatusOr<ConnectorRow> UpsertConnector(
+      const ConnectorRow& connector) = 0;
+  virtual absl::StatusOr<ConnectorRow> GetConnector(int64_t tenant_id,
+                                                    int64_t id) = 0;
+
+  // Inserts a running run. kFailedPrecondition if the connector already has
+  // one (one active run per connector).
+  virtual absl::StatusOr<RunRow> CreateRun(const RunRow& run) = 0;
+  virtual absl::StatusOr<RunRow> GetRun(int64_t tenant_id, int64_t id) = 0;
+  virtual absl::StatusOr<std::optional<RunRow>> ActiveRun(
+      int64_t tenant_id, int64_t connector_id) = 0;
+  // Takes over a run whose owner is `expected_owner`. kAborted if someone
+  // else took it first.
+  virtual absl::Status ClaimRun(int64_t tenant_id, int64_t run_id,
+                                absl::string_view expected_owner,
+                                absl::string_view new_owner) = 0;
+  // The seen deltas committed so far by a run.
+  virtual absl::StatusOr<std::vector<SeenDelta>> LoadSeen(int64_t run_id) = 0;
+  virtual absl::StatusOr<std::vector<idsync::v1::Reject>> ListRejects(
+      int64_t tenant_id, int64_t run_id, int limit) = 0;
+
+  // Ends a run: writes its final row, drops its seen deltas and, when it
+  // succeeded, stores next_sync_token and last_sync_at on its connector.
+  virtual absl::Status FinishRun(const RunRow& run) = 0;
+
+  virtual absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
+      const RunRow& run) = 0;
+};
+
+}  // namespace idsync
+
+#endif  // IDSYNC_DISPATCHER_STORE_STORE_H_

@@ -1,0 +1,484 @@
+#include "dispatcher/sync_engine.h"
+
+#include <sodium.h>
+
+#include <array>
+#include <cstring>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "connector/status_macros.h"
+#include "dispatcher/chunk_queue.h"
+#include "dispatcher/process_identity.h"
+#include "dispatcher/seen_set.h"
+#include "dispatcher/store/record_schema.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace idsync {
+namespace {
+
+using idsync::v1::RecordKind;
+
+RecordKey KeyOf(const idsync::v1::RemoteIdentity& r) {
+  return {r.external_id(), {}};
+}
+RecordKey KeyOf(const idsync::v1::RemoteAccount& r) {
+  return {r.external_id(), {}};
+}
+RecordKey KeyOf(const idsync::v1::RemoteEntitlement& r) {
+  return {r.external_id(), {}};
+}
+RecordKey KeyOf(const idsync::v1::RemoteGrant& r) {
+  return {r.account_external_id(), r.entitlement_external_id()};
+}
+
+int KindIndex(RecordKind kind) { return static_cast<int>(kind) - 1; }
+
+// A stable 64-bit digest of the record's deterministic serialization
+// (BLAKE2b via libsodium; map entries are sorted, so equal records hash
+// equally across runs and processes).
+uint64_t ContentHash(const google::protobuf::Message& record,
+                     std::string* scratch) {
+  scratch->clear();
+  {
+    google::protobuf::io::StringOutputStream stream(scratch);
+    google::protobuf::io::CodedOutputStream out(&stream);
+    out.SetSerializationDeterministic(true);
+    record.SerializePartialToCodedStream(&out);
+  }
+  unsigned char digest[crypto_generichash_BYTES_MIN];
+  crypto_generichash(digest, sizeof(digest),
+                     reinterpret_cast<const unsigned char*>(scratch->data()),
+                     scratch->size(), nullptr, 0);
+  uint64_t hash;
+  std::memcpy(&hash, digest, sizeof(hash));
+  return hash;
+}
+
+absl::Status ValidateOptions(const SyncOptions& o) {
+  if (o.chunk_size < 1 || o.chunk_size > kMaxChunkSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk_size must be between 1 and ", kMaxChunkSize,
+                     ", got ", o.chunk_size));
+  }
+  if (o.max_records.has_value() && *o.max_records < 1) {
+    return absl::InvalidArgumentError("max_records must be at least 1");
+  }
+  if (o.deletion_threshold.has_value() &&
+      !(*o.deletion_threshold >= 0 && *o.deletion_threshold <= 1)) {
+    return absl::InvalidArgumentError(
+        "deletion_threshold must be a fraction between 0 and 1");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// The state of one run while it executes. Lives on the caller's thread.
+class SyncEngine::Execution {
+ public:
+  Execution(SyncEngine& engine, Connector& connector, const ConnectorRow& row,
+            RunRow run, const ProgressFn& progress, bool resumed)
+      : engine_(engine),
+        options_(engine.options_),
+        connector_(connector),
+        row_(row),
+        progress_(progress),
+        resumed_(resumed),
+        run_(std::move(run)),
+        committed_(run_) {}
+
+  // Runs to the end and records the outcome. Errors only when the store
+  // cannot record it.
+  absl::StatusOr<RunRow> Execute() {
+    absl::Status s = ExecuteSteps();
+    if (!s.ok()) {
+      if (in_group_) RollbackGroup();
+      run_.status = RunStatus::kFailed;
+      if (run_.error.empty()) run_.error = std::string(s.message());
+      if (resumed_ && chunks_this_session_ == 0 &&
+          absl::IsFailedPrecondition(s)) {
+        resume_rejected_ = true;
+        run_.error = absl::StrCat("could not resume: ", s.message(),
+                                  "; a new run was started");
+      }
+    } else {
+      run_.status = RunStatus::kSucceeded;
+    }
+    run_.phase = RunPhase::kDone;
+    run_.finished_at = run_.updated_at = engine_.clock_.Now();
+    IDSYNC_RETURN_IF_ERROR(engine_.store_.FinishRun(run_));
+    return run_;
+  }
+
+  // The connector refused the interrupted run's resume token.
+  bool resume_rejected() const { return resume_rejected_; }
+
+ private:
+  absl::Status ExecuteSteps() {
+    IDSYNC_ASSIGN_OR_RETURN(writer_, engine_.store_.OpenRunWriter(run_));
+    if (resumed_) {
+      IDSYNC_ASSIGN_OR_RETURN(std::vector<SeenDelta> deltas,
+                              engine_.store_.LoadSeen(run_.id));
+      for (const SeenDelta& d : deltas) {
+        IDSYNC_RETURN_IF_ERROR(seen_[KindIndex(d.kind)].AddEncoded(d.encoded));
+      }
+    }
+    if (run_.phase == RunPhase::kRecords) {
+      IDSYNC_RETURN_IF_ERROR(ApplyRecords());
+      IDSYNC_RETURN_IF_ERROR(CheckRejectRatio());
+      if (!run_.incremental) {
+        IDSYNC_RETURN_IF_ERROR(PlanDeletions());
+      }
+    }
+    if (run_.phase == RunPhase::kDeletions) {
+      IDSYNC_RETURN_IF_ERROR(DeleteUnseen());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ApplyRecords() {
+    idsync::v1::SyncRequest request;
+    request.set_connector_business_id(row_.business_id);
+    request.set_incremental(run_.incremental);
+    if (row_.last_sync_at.has_value()) {
+      request.mutable_last_sync_at()->set_seconds(
+          absl::ToUnixSeconds(*row_.last_sync_at));
+    }
+    if (run_.incremental) request.set_sync_token(row_.sync_token);
+    request.set_resume_token(run_.resume_token);
+    request.set_chunk_size(run_.chunk_size);
+    if (run_.max_records.has_value()) {
+      request.set_max_records(*run_.max_records - run_.processed);
+    }
+    request.set_callback_url(run_.callback_url);
+
+    ChunkQueue queue(options_.queue_chunks);
+    std::thread producer(
+        [&]() { queue.Finish(connector_.Sync(request, queue)); });
+    absl::Status applied;
+    while (std::optional<idsync::v1::SyncChunk> chunk = queue.Pop()) {
+      applied = ApplyChunk(*chunk);
+      if (!applied.ok() || cut_) break;
+    }
+    queue.Close(applied.ok() ? absl::CancelledError("max_records reached")
+                             : applied);
+    producer.join();
+    IDSYNC_RETURN_IF_ERROR(applied);
+    if (!cut_) {
+      absl::Status source = queue.producer_status();
+      if (!source.ok()) {
+        return absl::Status(source.code(),
+                            absl::StrCat("connector: ", source.message()));
+      }
+      run_.next_sync_token = queue.next_sync_token();
+    } else {
+      run_.deletion_note =
+          absl::StrCat("deletions skipped: the run stopped at max_records (",
+                       *run_.max_records, ")");
+    }
+    if (in_group_) IDSYNC_RETURN_IF_ERROR(CommitGroup());
+    return absl::OkStatus();
+  }
+
+  absl::Status ApplyChunk(const idsync::v1::SyncChunk& chunk) {
+    if (!in_group_) {
+      IDSYNC_RETURN_IF_ERROR(writer_->Begin(engine_.clock_.Now()));
+      in_group_ = true;
+      group_start_ = engine_.clock_.Now();
+      group_records_ = 0;
+    }
+    for (const auto& r : chunk.identities()) {
+      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_IDENTITY, r));
+    }
+    for (const auto& r : chunk.accounts()) {
+      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_ACCOUNT, r));
+    }
+    for (const auto& r : chunk.entitlements()) {
+      IDSYNC_RETURN_IF_ERROR(
+          ApplyRecord(idsync::v1::RECORD_KIND_ENTITLEMENT, r));
+    }
+    for (const auto& r : chunk.grants()) {
+      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_GRANT, r));
+    }
+    for (const auto& d : chunk.deletions()) {
+      IDSYNC_RETURN_IF_ERROR(ApplyDeletion(d));
+    }
+    for (const auto& r : chunk.rejects()) {
+      IDSYNC_RETURN_IF_ERROR(ApplyReject(r));
+    }
+    ++run_.chunks;
+    ++chunks_this_session_;
+    run_.resume_token = chunk.resume_token();
+    run_.source_done = chunk.progress().done();
+    run_.source_total = chunk.progress().total();
+    group_records_ += chunk.identities_size() + chunk.accounts_size() +
+                      chunk.entitlements_size() + chunk.grants_size() +
+                      chunk.deletions_size() + chunk.rejects_size();
+    const absl::Time now = engine_.clock_.Now();
+    run_.updated_at = now;
+    if (group_records_ >= options_.max_group_records ||
+        now - group_start_ >= options_.commit_interval) {
+      IDSYNC_RETURN_IF_ERROR(CommitGroup());
+    }
+    if (progress_) progress_(run_);
+    return absl::OkStatus();
+  }
+
+  // True (and marks the run cut) once max_records have been processed.
+  bool AtLimit() {
+    if (run_.max_records.has_value() && run_.processed >= *run_.max_records) {
+      cut_ = true;
+    }
+    return cut_;
+  }
+
+  template <typename Record>
+  absl::Status ApplyRecord(RecordKind kind, const Record& record) {
+    if (AtLimit()) return absl::OkStatus();
+    const RecordKey key = KeyOf(record);
+    std::string problem;
+    if (key.first.empty() ||
+        (kind == idsync::v1::RECORD_KIND_GRANT && key.second.empty())) {
+      problem = kind == idsync::v1::RECORD_KIND_GRANT
+                    ? "missing account_external_id or entitlement_external_id"
+                    : "missing external_id";
+    } else if (static_cast<int64_t>(key.first.size() + key.second.size()) >
+               options_.max_key_bytes) {
+      problem =
+          absl::StrCat("key longer than ", options_.max_key_bytes, " bytes");
+    } else if (static_cast<int64_t>(record.ByteSizeLong()) >
+               options_.max_record_bytes) {
+      problem = absl::StrCat("record larger than ", options_.max_record_bytes,
+                             " bytes");
+    }
+    if (!problem.empty()) {
+      idsync::v1::Reject reject;
+      reject.set_kind(kind);
+      reject.set_reason(problem);
+      return ApplyReject(reject);
+    }
+    SeenSet& seen = seen_[KindIndex(kind)];
+    const uint64_t hash = ContentHash(record, &scratch_);
+    IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
+                            writer_->Lookup(kind, key));
+    if (existing.has_value() && seen.Contains(existing->id)) {
+      idsync::v1::Reject reject;
+      reject.set_kind(kind);
+      reject.set_external_id(std::string(key.first.substr(0, 256)));
+      reject.set_reason("duplicate: the same key appeared earlier in this run");
+      return ApplyReject(reject);
+    }
+    ++run_.processed;
+    if (!existing.has_value()) {
+      IDSYNC_ASSIGN_OR_RETURN(int64_t id, writer_->Insert(kind, record, hash));
+      seen.Insert(id);
+      ++run_.created;
+    } else if (existing->content_hash != hash || existing->deleted) {
+      IDSYNC_RETURN_IF_ERROR(writer_->Update(kind, existing->id, record, hash));
+      seen.Insert(existing->id);
+      ++run_.updated;
+    } else {
+      seen.Insert(existing->id);
+      ++run_.unchanged;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ApplyDeletion(const idsync::v1::Deletion& deletion) {
+    RecordKind kind = deletion.kind();
+    if (kind < idsync::v1::RECORD_KIND_IDENTITY ||
+        kind > idsync::v1::RECORD_KIND_GRANT) {
+      kind = idsync::v1::RECORD_KIND_IDENTITY;
+    }
+    RecordKey key{deletion.external_id(), {}};
+    if (kind == idsync::v1::RECORD_KIND_GRANT) {
+      key = {deletion.account_external_id(),
+             deletion.entitlement_external_id()};
+    }
+    IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
+                            writer_->Lookup(kind, key));
+    if (!existing.has_value() || existing->deleted) return absl::OkStatus();
+    IDSYNC_RETURN_IF_ERROR(writer_->MarkDeleted(kind, existing->id));
+    ++run_.deleted;
+    return absl::OkStatus();
+  }
+
+  // Counts and stores a reject. A rejected row that names a stored record
+  // still counts as seen: a bad row must not delete its record.
+  absl::Status ApplyReject(const idsync::v1::Reject& reject) {
+    if (AtLimit()) return absl::OkStatus();
+    ++run_.processed;
+    ++run_.rejected;
+    if (run_.rejected <= options_.max_stored_rejects) {
+      IDSYNC_RETURN_IF_ERROR(writer_->AddReject(reject));
+    }
+    RecordKind kind = reject.kind();
+    if (!reject.external_id().empty() &&
+        kind >= idsync::v1::RECORD_KIND_IDENTITY &&
+        kind < idsync::v1::RECORD_KIND_GRANT) {
+      IDSYNC_ASSIGN_OR_RETURN(
+          std::optional<ExistingRecord> existing,
+          writer_->Lookup(kind, {reject.external_id(), {}}));
+      if (existing.has_value() && !existing->deleted) {
+        seen_[KindIndex(kind)].Insert(existing->id);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status CommitGroup() {
+    std::vector<SeenDelta> deltas;
+    for (const KindSchema& k : AllKinds()) {
+      deltas.push_back({k.kind, seen_[KindIndex(k.kind)].TakeDelta()});
+    }
+    run_.updated_at = engine_.clock_.Now();
+    in_group_ = false;
+    IDSYNC_RETURN_IF_ERROR(writer_->Commit(run_, deltas));
+    committed_ = run_;
+    return absl::OkStatus();
+  }
+
+  void RollbackGroup() {
+    writer_->Rollback();
+    for (SeenSet& s : seen_) s.DropDelta();
+    run_ = committed_;
+    in_group_ = false;
+  }
+
+  absl::Status CheckRejectRatio() {
+    if (run_.processed < options_.min_records_for_reject_ratio ||
+        run_.rejected <= run_.processed * options_.max_reject_ratio) {
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%d of %d records were rejected (%.1f%%), more than the %.0f%% a run "
+        "may reject; fix the source and sync again (the rejects are listed "
+        "with the run)",
+        run_.rejected, run_.processed, 100.0 * run_.rejected / run_.processed,
+        100 * options_.max_reject_ratio));
+  }
+
+  // Decides whether a full run may remove what it did not see.
+  absl::Status PlanDeletions() {
+    if (cut_) return absl::OkStatus();
+    int64_t active = 0, unseen = 0;
+    for (const KindSchema& k : AllKinds()) {
+      const SeenSet& seen = seen_[KindIndex(k.kind)];
+      IDSYNC_RETURN_IF_ERROR(writer_->ForEachActive(k.kind, [&](int64_t id) {
+        ++active;
+        if (!seen.Contains(id)) ++unseen;
+      }));
+    }
+    if (unseen > 0 && unseen > active * run_.deletion_threshold) {
+      run_.deletion_note = absl::StrFormat(
+          "deletions refused: the run would remove %d of %d records (%.1f%%), "
+          "more than the deletion threshold of %.0f%%; if the removal is "
+          "real, sync again with a higher deletion threshold",
+          unseen, active, 100.0 * unseen / active,
+          100 * run_.deletion_threshold);
+      return absl::FailedPreconditionError(run_.deletion_note);
+    }
+    run_.phase = RunPhase::kDeletions;
+    IDSYNC_RETURN_IF_ERROR(writer_->Begin(engine_.clock_.Now()));
+    in_group_ = true;
+    return CommitGroup();
+  }
+
+  // Marks every active record the run did not see as deleted, in batches
+  // that each commit with the counter; safe to repeat after a crash.
+  absl::Status DeleteUnseen() {
+    for (const KindSchema& k : AllKinds()) {
+      std::vector<int64_t> unseen;
+      const SeenSet& seen = seen_[KindIndex(k.kind)];
+      IDSYNC_RETURN_IF_ERROR(writer_->ForEachActive(k.kind, [&](int64_t id) {
+        if (!seen.Contains(id)) unseen.push_back(id);
+      }));
+      for (size_t i = 0; i < unseen.size(); ++i) {
+        if (!in_group_) {
+          IDSYNC_RETURN_IF_ERROR(writer_->Begin(engine_.clock_.Now()));
+          in_group_ = true;
+        }
+        IDSYNC_RETURN_IF_ERROR(writer_->MarkDeleted(k.kind, unseen[i]));
+        ++run_.deleted;
+        if ((i + 1) % options_.max_group_records == 0) {
+          IDSYNC_RETURN_IF_ERROR(CommitGroup());
+        }
+      }
+      if (in_group_) IDSYNC_RETURN_IF_ERROR(CommitGroup());
+    }
+    return absl::OkStatus();
+  }
+
+  SyncEngine& engine_;
+  const SyncEngineOptions& options_;
+  Connector& connector_;
+  const ConnectorRow& row_;
+  const ProgressFn& progress_;
+  const bool resumed_;
+
+  RunRow run_;        // Working copy, ahead of the store inside a group.
+  RunRow committed_;  // As of the last commit.
+  std::unique_ptr<RunWriter> writer_;
+  std::array<SeenSet, 4> seen_;
+  bool in_group_ = false;
+  absl::Time group_start_;
+  int64_t group_records_ = 0;
+  int64_t chunks_this_session_ = 0;
+  bool cut_ = false;
+  bool resume_rejected_ = false;
+  std::string scratch_;
+};
+
+SyncEngine::SyncEngine(Store& store, Clock& clock, SyncEngineOptions options)
+    : store_(store), clock_(clock), options_(options) {
+  // Idempotent. Selects libsodium's fastest hash code; hashing works (more
+  // slowly) even if it fails, which only happens without /dev/urandom.
+  if (sodium_init() < 0) return;
+}
+
+absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
+                                       const ConnectorRow& row,
+                                       const SyncOptions& options,
+                                       const ProgressFn& progress) {
+  IDSYNC_RETURN_IF_ERROR(ValidateOptions(options));
+  const std::string owner = CurrentProcessIdentity();
+  IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
+                          store_.ActiveRun(row.tenant_id, row.id));
+  if (active.has_value()) {
+    if (active->owner == owner || IsProcessAlive(active->owner)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("connector '", row.business_id,
+                       "' already has an active run (", active->id, ")"));
+    }
+    IDSYNC_RETURN_IF_ERROR(
+        store_.ClaimRun(row.tenant_id, active->id, active->owner, owner));
+    active->owner = owner;
+    ++active->resumes;
+    Execution resumed(*this, connector, row, *std::move(active), progress,
+                      /*resumed=*/true);
+    IDSYNC_ASSIGN_OR_RETURN(RunRow result, resumed.Execute());
+    if (!resumed.resume_rejected()) return result;
+  }
+  RunRow run;
+  run.tenant_id = row.tenant_id;
+  run.connector_id = row.id;
+  run.incremental = options.incremental;
+  run.chunk_size = options.chunk_size;
+  run.max_records = options.max_records;
+  run.deletion_threshold =
+      options.deletion_threshold.value_or(row.deletion_threshold);
+  run.callback_url = options.callback_url;
+  run.owner = owner;
+  run.started_at = run.updated_at = clock_.Now();
+  IDSYNC_ASSIGN_OR_RETURN(RunRow created, store_.CreateRun(run));
+  return Execution(*this, connector, row, std::move(created), progress,
+                   /*resumed=*/false)
+      .Execute();
+}
+
+}  // namespace idsync
