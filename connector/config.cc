@@ -58,12 +58,15 @@ absl::StatusOr<int64_t> ConfigReader::Int(absl::string_view key,
   const std::string range =
       absl::StrCat("an integer in [", min, ", ", max, "]");
   if (v->kind_case() != Value::kNumberValue) return WrongType(key, range);
-  double d = v->number_value();
-  if (std::trunc(d) != d || d < static_cast<double>(min) ||
-      d > static_cast<double>(max)) {
+  // Compare as integers: static_cast<double>(max) may round up (INT64_MAX
+  // becomes 2^63), and converting a double outside int64_t is undefined.
+  const double d = v->number_value();
+  if (std::trunc(d) != d || d < -0x1p63 || d >= 0x1p63) {
     return WrongType(key, range);
   }
-  return static_cast<int64_t>(d);
+  const auto i = static_cast<int64_t>(d);
+  if (i < min || i > max) return WrongType(key, range);
+  return i;
 }
 
 absl::StatusOr<bool> ConfigReader::Bool(absl::string_view key,

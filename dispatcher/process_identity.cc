@@ -24,8 +24,10 @@ std::string StartTime(int64_t pid) {
   if (paren == std::string::npos) return "";
   std::vector<absl::string_view> fields =
       absl::StrSplit(absl::string_view(stat).substr(paren + 2), ' ');
-  // After ')' the fields start at 3 (state); starttime is field 22.
-  return fields.size() > 19 ? std::string(fields[19]) : "";
+  // After ')' the fields start at 3 (state); starttime is field 22. A zombie
+  // (state Z) has exited: it only waits to be reaped.
+  if (fields.size() <= 19 || fields[0] == "Z") return "";
+  return std::string(fields[19]);
 }
 
 }  // namespace

@@ -46,7 +46,8 @@ void SeenSet::DropDelta() {
   pending_.clear();
 }
 
-absl::Status SeenSet::AddEncoded(absl::string_view encoded) {
+absl::Status SeenSet::AddEncoded(absl::string_view encoded, int64_t max_id) {
+  const uint64_t limit = static_cast<uint64_t>(std::max<int64_t>(max_id, 0));
   uint64_t previous = 0;
   size_t i = 0;
   while (i < encoded.size()) {
@@ -61,10 +62,11 @@ absl::Status SeenSet::AddEncoded(absl::string_view encoded) {
       shift += 7;
       if (!(byte & 0x80)) break;
     }
-    previous += delta;
-    if (previous > (uint64_t{1} << 40)) {
+    // Checking the delta first keeps `previous + delta` from wrapping.
+    if (delta > limit || previous + delta > limit) {
       return absl::DataLossError("seen-ids record holds an impossible row id");
     }
+    previous += delta;
     Insert(static_cast<int64_t>(previous));
   }
   pending_.clear();  // Already persisted.

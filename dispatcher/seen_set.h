@@ -25,8 +25,10 @@ class SeenSet {
   std::string TakeDelta();
   // Forgets the ids inserted since the last TakeDelta (their commit failed).
   void DropDelta();
-  // Inserts the ids of an encoded delta. kDataLoss if it is malformed.
-  absl::Status AddEncoded(absl::string_view encoded);
+  // Inserts the ids of an encoded delta. kDataLoss if it is malformed or
+  // names an id above `max_id` (the largest row id that exists), which also
+  // bounds the memory a corrupt record can claim.
+  absl::Status AddEncoded(absl::string_view encoded, int64_t max_id);
 
  private:
   std::vector<uint64_t> bits_;

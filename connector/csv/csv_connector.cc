@@ -126,6 +126,10 @@ absl::StatusOr<std::vector<Column>> PlanColumns(const CsvRecord& header,
   std::vector<Column> columns;
   absl::flat_hash_set<std::string> seen_headers;
   absl::flat_hash_map<std::string, std::string> taken;  // field -> header
+  absl::flat_hash_set<std::string> explicitly_mapped;   // fields
+  for (const auto& [header_name, target] : options.mapping) {
+    explicitly_mapped.insert(target);
+  }
   for (int i = 0; i < header.field_count; ++i) {
     Column c;
     c.header = header.fields[i];
@@ -161,10 +165,14 @@ absl::StatusOr<std::vector<Column>> PlanColumns(const CsvRecord& header,
         }
       }
     } else {
+      // An alias never takes a field that the mapping gives another column.
       std::string norm = Normalise(c.header);
       for (const Field& f : Fields()) {
         for (const char* alias : f.aliases) {
-          if (norm == alias && !taken.contains(f.name)) field = &f;
+          if (norm == alias && !taken.contains(f.name) &&
+              !explicitly_mapped.contains(f.name)) {
+            field = &f;
+          }
         }
       }
       if (field == nullptr) c.attribute = c.header;
@@ -291,10 +299,18 @@ class CsvConnector final : public Connector {
   void AddRow(const CsvRecord& record, const std::vector<Column>& columns,
               ChunkWriter& writer) {
     std::string reason;
+    // The external id is known when the row has the header's shape, even if
+    // another column is bad.
     int external_id_column = -1;
     if (record.field_count != static_cast<int>(columns.size())) {
       reason = absl::StrCat("wrong column count: expected ", columns.size(),
                             ", got ", record.field_count);
+    } else {
+      for (size_t i = 0; i < columns.size(); ++i) {
+        if (columns[i].setter == &RemoteIdentity::mutable_external_id) {
+          external_id_column = static_cast<int>(i);
+        }
+      }
     }
     for (size_t i = 0; reason.empty() && i < columns.size(); ++i) {
       const std::string& value = record.fields[i];
@@ -305,9 +321,6 @@ class CsvConnector final : public Connector {
       } else if (!IsValidUtf8(value)) {
         reason =
             absl::StrCat("column '", columns[i].header, "' is not valid UTF-8");
-      }
-      if (columns[i].setter == &RemoteIdentity::mutable_external_id) {
-        external_id_column = static_cast<int>(i);
       }
     }
     if (reason.empty() && record.fields[external_id_column].empty()) {

@@ -118,9 +118,13 @@ void CsvReader::OnRecordEnd(int terminator, void* self_ptr) {
 
 void CsvReader::Feed(const char* data, size_t size) {
   if (!in_record_) {
-    // A record starts at its first byte that is not a line end.
+    // A record starts at its first byte that libcsv does not skip: not a
+    // line end, nor a space or tab before the first field (so a line of
+    // blanks is skipped as libcsv skips it).
     for (size_t i = 0; i < size; ++i) {
-      if (data[i] != '\n' && data[i] != '\r') {
+      const char c = data[i];
+      if (c != '\n' && c != '\r' &&
+          ((c != ' ' && c != '\t') || c == options_.delimiter)) {
         in_record_ = true;
         current_.field_count = 0;
         current_.line = line_;
@@ -132,14 +136,15 @@ void CsvReader::Feed(const char* data, size_t size) {
   csv_parse(parser_.get(), data, size, &CsvReader::OnField,
             &CsvReader::OnRecordEnd, this);
   if (in_record_) record_bytes_ += static_cast<int64_t>(size);
-  // Line counting: LF ends a line; so does a CR not followed by LF.
+  // Line counting: CR, LF and CRLF each end a line. A CR counts at once (so
+  // line_ is right for the next byte); an LF right after it does not.
   for (size_t i = 0; i < size; ++i) {
-    if (data[i] == '\n') {
-      if (!pending_cr_) ++line_;
-      pending_cr_ = false;
+    if (data[i] == '\r') {
+      ++line_;
+      pending_cr_ = true;
     } else {
-      if (pending_cr_) ++line_;
-      pending_cr_ = data[i] == '\r';
+      if (data[i] == '\n' && !pending_cr_) ++line_;
+      pending_cr_ = false;
     }
   }
 }
@@ -150,6 +155,9 @@ absl::StatusOr<bool> CsvReader::Next(CsvRecord* record) {
       if (eof_) {
         finished_ = true;
         int64_t start_line = current_.line;
+        // libcsv honours CSV_STRICT_FINI only together with CSV_STRICT; set
+        // both now, so the lenient parsing of quotes above is unchanged.
+        csv_set_opts(parser_.get(), CSV_STRICT | CSV_STRICT_FINI);
         if (csv_fini(parser_.get(), &CsvReader::OnField,
                      &CsvReader::OnRecordEnd, this) != 0) {
           return absl::InvalidArgumentError(absl::StrCat(
@@ -176,17 +184,26 @@ absl::StatusOr<bool> CsvReader::Next(CsvRecord* record) {
     if (n < avail) ++n;  // Include the line end.
     Feed(start, n);
     block_pos_ += n;
-    if (record_done_) {
-      record_done_ = in_record_ = false;
-      boundary_ = block_offset_ + static_cast<int64_t>(block_pos_);
-      std::swap(*record, current_);
-      return true;
-    }
     if (in_record_ && record_bytes_ > options_.max_record_bytes) {
       finished_ = true;
       return absl::InvalidArgumentError(absl::StrCat(
           "line ", current_.line, ": record exceeds ",
           options_.max_record_bytes, " bytes (is a closing \" missing?)"));
+    }
+    if (record_done_) {
+      record_done_ = in_record_ = false;
+      // A record ended by the CR of a CRLF ends after the LF, which may be in
+      // the next block.
+      if (start[n - 1] == '\r') {
+        if (block_pos_ == block_len_ && !eof_) IDSYNC_RETURN_IF_ERROR(Fill());
+        if (block_pos_ < block_len_ && block_[block_pos_] == '\n') {
+          Feed(block_.data() + block_pos_, 1);
+          ++block_pos_;
+        }
+      }
+      boundary_ = block_offset_ + static_cast<int64_t>(block_pos_);
+      std::swap(*record, current_);
+      return true;
     }
   }
   return false;
