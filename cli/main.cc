@@ -68,6 +68,12 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   sync_cmd
+      ->add_option("--commit-records", sync.commit_records,
+                   "Records per transaction at most (smaller: less to redo "
+                   "after a crash; larger: faster)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
+  sync_cmd
       ->add_option("--max-records", max_records,
                    "Stop after this many records (no deletions then)")
       ->check(CLI::PositiveNumber);

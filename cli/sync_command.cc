@@ -88,8 +88,9 @@ void PrintSummary(const RunRow& run, double seconds,
       static_cast<long long>(run.unchanged),
       static_cast<long long>(run.deleted), static_cast<long long>(run.rejected),
       seconds > 0 ? run.processed / seconds : 0.0);
-  if (!run.deletion_note.empty())
+  if (!run.deletion_note.empty() && run.deletion_note != run.error) {
     std::printf("  %s\n", run.deletion_note.c_str());
+  }
   for (const auto& r : rejects) {
     std::printf("  rejected %s%s%s: %s\n", r.location().c_str(),
                 r.external_id().empty() ? "" : " ", r.external_id().c_str(),
@@ -124,7 +125,9 @@ absl::StatusOr<RunRow> Sync(const SyncCommandOptions& o, Store& store,
   if (o.deletion_threshold_percent.has_value()) {
     options.deletion_threshold = *o.deletion_threshold_percent / 100;
   }
-  SyncEngine engine(store, Clock::Real());
+  SyncEngineOptions engine_options;
+  engine_options.max_group_records = o.commit_records;
+  SyncEngine engine(store, Clock::Real(), engine_options);
   ProgressFn progress;
   if (bar != nullptr) {
     progress = [bar](const RunRow& run) { bar->Update(run, absl::Now()); };

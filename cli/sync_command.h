@@ -17,6 +17,7 @@ struct SyncCommandOptions {
   std::string tenant = "default";
   std::string connector;  // Defaults to the type.
   int32_t chunk_size = 1000;
+  int64_t commit_records = 50000;  // Records per transaction, at most.
   std::optional<int64_t> max_records;
   std::optional<double> deletion_threshold_percent;
   bool incremental = false;

@@ -125,7 +125,9 @@ class SyncEngine::Execution {
       IDSYNC_ASSIGN_OR_RETURN(std::vector<SeenDelta> deltas,
                               engine_.store_.LoadSeen(run_.id));
       for (const SeenDelta& d : deltas) {
-        IDSYNC_RETURN_IF_ERROR(seen_[KindIndex(d.kind)].AddEncoded(d.encoded));
+        IDSYNC_ASSIGN_OR_RETURN(int64_t max_id, writer_->MaxId(d.kind));
+        IDSYNC_RETURN_IF_ERROR(
+            seen_[KindIndex(d.kind)].AddEncoded(d.encoded, max_id));
       }
     }
     if (run_.phase == RunPhase::kRecords) {

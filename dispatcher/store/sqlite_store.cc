@@ -115,7 +115,7 @@ void BindRunUpdate(Statement& s, const RunRow& run) {
 
 // Statements for one record kind, prepared once per run.
 struct KindStatements {
-  Statement lookup, insert, update, mark_deleted, count_active, list_active;
+  Statement lookup, insert, update, mark_deleted, max_id, list_active;
 };
 
 absl::StatusOr<KindStatements> PrepareKind(sqlite3* db, const KindSchema& k) {
@@ -160,10 +160,10 @@ absl::StatusOr<KindStatements> PrepareKind(sqlite3* db, const KindSchema& k) {
                            " SET deleted_at=?, updated_at=?, last_run_id=? "
                            "WHERE id=? AND deleted_at IS NULL")));
   IDSYNC_ASSIGN_OR_RETURN(
-      s.count_active,
-      Statement::Prepare(
-          db, absl::StrCat("SELECT count(*) FROM ", k.table, " WHERE ", scope,
-                           " AND deleted_at IS NULL")));
+      s.max_id,
+      Statement::Prepare(db, absl::StrCat("SELECT coalesce(max(id), 0) "
+                                          "FROM ",
+                                          k.table)));
   IDSYNC_ASSIGN_OR_RETURN(
       s.list_active,
       Statement::Prepare(db, absl::StrCat("SELECT id FROM ", k.table, " WHERE ",
@@ -292,9 +292,8 @@ class SqliteRunWriter final : public RunWriter {
     }
   }
 
-  absl::StatusOr<int64_t> CountActive(RecordKind kind) override {
-    Statement& s = kinds_[kind - 1].count_active;
-    s.Bind(1, tenant_id_).Bind(2, connector_id_);
+  absl::StatusOr<int64_t> MaxId(RecordKind kind) override {
+    Statement& s = kinds_[kind - 1].max_id;
     absl::StatusOr<bool> row = s.Step();
     int64_t n = row.ok() && *row ? s.Int(0) : 0;
     s.Reset();

@@ -114,7 +114,9 @@ class RunWriter {
   virtual void Rollback() = 0;
 
   // Outside a transaction: the run's connector's records not marked deleted.
-  virtual absl::StatusOr<int64_t> CountActive(idsync::v1::RecordKind kind) = 0;
+  // The largest row id of `kind` in the store (0 when empty): no seen id can
+  // be larger.
+  virtual absl::StatusOr<int64_t> MaxId(idsync::v1::RecordKind kind) = 0;
   virtual absl::Status ForEachActive(
       idsync::v1::RecordKind kind,
       const std::function<void(int64_t id)>& visit) = 0;

@@ -1,0 +1,199 @@
+#include "dispatcher/store/sqlite_store.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/store_signature.h"
+
+namespace idsync {
+namespace {
+
+using ::testing::HasSubstr;
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           absl::StrCat(
+               "store_", getpid(), "_",
+               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    path_ = (dir_ / "s.db").string();
+    auto store = SqliteStore::Open({path_});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    tenant_ = *store_->EnsureTenant("acme");
+    ConnectorRow c;
+    c.tenant_id = tenant_;
+    c.business_id = "hr";
+    c.type = "csv";
+    connector_ = *store_->UpsertConnector(c);
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  RunRow NewRun() {
+    RunRow run;
+    run.tenant_id = tenant_;
+    run.connector_id = connector_.id;
+    run.chunk_size = 100;
+    run.owner = "me";
+    run.started_at = absl::FromUnixSeconds(1700000000);
+    auto created = store_->CreateRun(run);
+    EXPECT_TRUE(created.ok()) << created.status();
+    return created.ok() ? *created : run;
+  }
+
+  std::filesystem::path dir_;
+  std::string path_;
+  std::unique_ptr<SqliteStore> store_;
+  int64_t tenant_ = 0;
+  ConnectorRow connector_;
+};
+
+TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
+  store_.reset();
+  auto again = SqliteStore::Open({path_});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 1);
+  EXPECT_EQ(*(*again)->EnsureTenant("acme"), tenant_);
+}
+
+TEST_F(SqliteStoreTest, StoreFromANewerVersionIsRefused) {
+  store_.reset();
+  ASSERT_TRUE(testing::ExecSql(path_, "PRAGMA user_version=99").ok());
+  auto store = SqliteStore::Open({path_});
+  EXPECT_TRUE(absl::IsFailedPrecondition(store.status())) << store.status();
+  EXPECT_THAT(store.status().message(), HasSubstr("newer"));
+}
+
+TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseGivesAClearError) {
+  const std::string junk = (dir_ / "junk.db").string();
+  std::ofstream(junk) << std::string(8192, 'x');
+  auto store = SqliteStore::Open({junk});
+  EXPECT_FALSE(store.ok());
+  EXPECT_THAT(store.status().message(), HasSubstr("not a database"));
+  EXPECT_FALSE(SqliteStore::Open({""}).ok());
+}
+
+TEST_F(SqliteStoreTest, TenantsAreCreatedOnce) {
+  EXPECT_EQ(*store_->EnsureTenant("acme"), tenant_);
+  EXPECT_NE(*store_->EnsureTenant("globex"), tenant_);
+}
+
+TEST_F(SqliteStoreTest, UpsertConnectorKeepsThresholdAndToken) {
+  ASSERT_TRUE(testing::ExecSql(path_,
+                               "UPDATE connectors SET "
+                               "deletion_threshold=0.5, sync_token='w'")
+                  .ok());
+  ConnectorRow c = connector_;
+  c.config_json = R"({"path":"b.csv"})";
+  c.deletion_threshold = 0.2;
+  auto updated = store_->UpsertConnector(c);
+  ASSERT_TRUE(updated.ok());
+  EXPECT_EQ(updated->id, connector_.id);
+  EXPECT_EQ(updated->config_json, R"({"path":"b.csv"})");
+  EXPECT_DOUBLE_EQ(updated->deletion_threshold, 0.5);
+  EXPECT_EQ(updated->sync_token, "w");
+}
+
+TEST_F(SqliteStoreTest, ConnectorsAreScopedByTenant) {
+  int64_t other = *store_->EnsureTenant("globex");
+  EXPECT_TRUE(
+      absl::IsNotFound(store_->GetConnector(other, connector_.id).status()));
+}
+
+TEST_F(SqliteStoreTest, OnlyOneActiveRunPerConnector) {
+  RunRow first = NewRun();
+  RunRow again;
+  again.tenant_id = tenant_;
+  again.connector_id = connector_.id;
+  auto second = store_->CreateRun(again);
+  EXPECT_TRUE(absl::IsFailedPrecondition(second.status())) << second.status();
+  auto active = store_->ActiveRun(tenant_, connector_.id);
+  ASSERT_TRUE(active.ok() && active->has_value());
+  EXPECT_EQ((*active)->id, first.id);
+
+  first.status = RunStatus::kSucceeded;
+  ASSERT_TRUE(store_->FinishRun(first).ok());
+  EXPECT_TRUE(store_->CreateRun(again).ok()) << "a finished run frees the slot";
+}
+
+TEST_F(SqliteStoreTest, ClaimRunIsACompareAndSwapOnTheOwner) {
+  RunRow run = NewRun();
+  EXPECT_TRUE(store_->ClaimRun(tenant_, run.id, "me", "you").ok());
+  EXPECT_TRUE(absl::IsAborted(store_->ClaimRun(tenant_, run.id, "me", "them")));
+  RunRow claimed = *store_->GetRun(tenant_, run.id);
+  EXPECT_EQ(claimed.owner, "you");
+  EXPECT_EQ(claimed.resumes, 1);
+}
+
+TEST_F(SqliteStoreTest, RecordsAndCheckpointCommitTogether) {
+  RunRow run = NewRun();
+  auto writer = store_->OpenRunWriter(run);
+  ASSERT_TRUE(writer.ok());
+  idsync::v1::RemoteIdentity person;
+  person.set_external_id("E1");
+  (*person.mutable_attributes())["note"] = "quote \" and \\ and \n";
+
+  // Rolled back: neither the record nor the checkpoint is stored.
+  ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
+  ASSERT_TRUE(
+      (*writer)->Insert(idsync::v1::RECORD_KIND_IDENTITY, person, 7).ok());
+  (*writer)->Rollback();
+  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identities"), 0);
+  EXPECT_EQ(store_->GetRun(tenant_, run.id)->chunks, 0);
+
+  // Committed: both are.
+  ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
+  auto id = (*writer)->Insert(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
+  ASSERT_TRUE(id.ok());
+  run.chunks = 1;
+  run.resume_token = "csv1:100:2:0:0";
+  run.created = 1;
+  ASSERT_TRUE((*writer)
+                  ->Commit(run, {{idsync::v1::RECORD_KIND_IDENTITY, "\x01"}})
+                  .ok());
+  RunRow saved = *store_->GetRun(tenant_, run.id);
+  EXPECT_EQ(saved.resume_token, "csv1:100:2:0:0");
+  EXPECT_EQ(saved.created, 1);
+  EXPECT_EQ(store_->LoadSeen(run.id)->size(), 1u);
+  auto found = (*writer)->Lookup(idsync::v1::RECORD_KIND_IDENTITY, {"E1", {}});
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->id, *id);
+  EXPECT_EQ((*found)->content_hash, 7u);
+  EXPECT_EQ(
+      *testing::QueryInt(path_,
+                         "SELECT json_extract(attributes, '$.note') = "
+                         "'quote \" and \\ and ' || char(10) FROM identities"),
+      1)
+      << "attributes are valid JSON";
+}
+
+TEST_F(SqliteStoreTest, FinishRunStoresTheTokenOnlyOnSuccess) {
+  RunRow failed = NewRun();
+  failed.status = RunStatus::kFailed;
+  failed.next_sync_token = "w1";
+  ASSERT_TRUE(store_->FinishRun(failed).ok());
+  EXPECT_EQ(store_->GetConnector(tenant_, connector_.id)->sync_token, "");
+
+  RunRow ok = NewRun();
+  ok.status = RunStatus::kSucceeded;
+  ok.next_sync_token = "w2";
+  ok.finished_at = absl::FromUnixSeconds(1700000100);
+  ASSERT_TRUE(store_->FinishRun(ok).ok());
+  ConnectorRow c = *store_->GetConnector(tenant_, connector_.id);
+  EXPECT_EQ(c.sync_token, "w2");
+  EXPECT_EQ(c.last_sync_at, absl::FromUnixSeconds(1700000100));
+  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM run_seen"), 0);
+}
+
+}  // namespace
+}  // namespace idsync

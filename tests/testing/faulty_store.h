@@ -1,0 +1,73 @@
+// FaultyStore: wraps a real Store and simulates a process crash after a set
+// number of run commits: from then on every commit and FinishRun fails and
+// writes nothing, so the store looks exactly as a killed process leaves it.
+// Thread-safe.
+#ifndef IDSYNC_TESTS_TESTING_FAULTY_STORE_H_
+#define IDSYNC_TESTS_TESTING_FAULTY_STORE_H_
+
+#include <atomic>
+#include <memory>
+
+#include "dispatcher/store/store.h"
+
+namespace idsync::testing {
+
+class FaultyStore final : public Store {
+ public:
+  // "*base" must outlive this store.
+  explicit FaultyStore(Store& base) : base_(base) {}
+
+  // Commits allowed before the simulated crash; negative means never crash.
+  void CrashAfterCommits(int commits) { commits_left_ = commits; }
+  bool crashed() const { return crashed_; }
+
+  absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override {
+    return base_.EnsureTenant(name);
+  }
+  absl::StatusOr<ConnectorRow> UpsertConnector(const ConnectorRow& c) override {
+    return base_.UpsertConnector(c);
+  }
+  absl::StatusOr<ConnectorRow> GetConnector(int64_t t, int64_t id) override {
+    return base_.GetConnector(t, id);
+  }
+  absl::StatusOr<RunRow> CreateRun(const RunRow& run) override {
+    return base_.CreateRun(run);
+  }
+  absl::StatusOr<RunRow> GetRun(int64_t t, int64_t id) override {
+    return base_.GetRun(t, id);
+  }
+  absl::StatusOr<std::optional<RunRow>> ActiveRun(int64_t t,
+                                                  int64_t c) override {
+    return base_.ActiveRun(t, c);
+  }
+  absl::Status ClaimRun(int64_t t, int64_t r, absl::string_view a,
+                        absl::string_view b) override {
+    return base_.ClaimRun(t, r, a, b);
+  }
+  absl::StatusOr<std::vector<SeenDelta>> LoadSeen(int64_t run_id) override {
+    return base_.LoadSeen(run_id);
+  }
+  absl::StatusOr<std::vector<idsync::v1::Reject>> ListRejects(
+      int64_t t, int64_t r, int limit) override {
+    return base_.ListRejects(t, r, limit);
+  }
+  absl::Status FinishRun(const RunRow& run) override {
+    if (crashed_) return absl::UnavailableError("simulated crash");
+    return base_.FinishRun(run);
+  }
+  absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
+      const RunRow& run) override;
+
+ private:
+  friend class FaultyWriter;
+  // True if this commit may go ahead; false once the crash happened.
+  bool AllowCommit();
+
+  Store& base_;
+  std::atomic<int> commits_left_{-1};
+  std::atomic<bool> crashed_{false};
+};
+
+}  // namespace idsync::testing
+
+#endif  // IDSYNC_TESTS_TESTING_FAULTY_STORE_H_
