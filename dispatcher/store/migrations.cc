@@ -10,9 +10,11 @@
 namespace idsync {
 namespace {
 
-// Times are INTEGER unix microseconds. Record tables share one shape: a key
-// unique per (tenant, connector), the source's fields, attributes as a JSON
-// object, a content hash for change detection, and a soft-delete mark.
+// Times are INTEGER unix microseconds. Record tables share one shape: the
+// source's fields, attributes as a JSON object and a soft-delete mark, in
+// rowid order (inserts append). Each has a narrow key table, WITHOUT ROWID:
+// the key is unique per (tenant, connector) and maps to the row id, content
+// hash and deletion flag, so change detection reads only this small B-tree.
 const std::vector<const char*>& Migrations() {
   static const auto* migrations = new std::vector<const char*>{
       // 1: tenants, connectors, runs and the four record kinds.
@@ -103,14 +105,20 @@ CREATE TABLE identities (
   manager_external_id TEXT NOT NULL,
   status TEXT NOT NULL,
   attributes TEXT,
-  content_hash INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   deleted_at INTEGER,
   last_run_id INTEGER
 );
-CREATE UNIQUE INDEX identities_key
-  ON identities(tenant_id, connector_id, external_id);
+CREATE TABLE identity_keys (
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL,
+  external_id TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  content_hash INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, connector_id, external_id)
+) WITHOUT ROWID;
 CREATE TABLE accounts (
   id INTEGER PRIMARY KEY,
   tenant_id INTEGER NOT NULL,
@@ -122,14 +130,20 @@ CREATE TABLE accounts (
   display_name TEXT NOT NULL,
   status TEXT NOT NULL,
   attributes TEXT,
-  content_hash INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   deleted_at INTEGER,
   last_run_id INTEGER
 );
-CREATE UNIQUE INDEX accounts_key
-  ON accounts(tenant_id, connector_id, external_id);
+CREATE TABLE account_keys (
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL,
+  external_id TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  content_hash INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, connector_id, external_id)
+) WITHOUT ROWID;
 CREATE TABLE entitlements (
   id INTEGER PRIMARY KEY,
   tenant_id INTEGER NOT NULL,
@@ -139,14 +153,20 @@ CREATE TABLE entitlements (
   description TEXT NOT NULL,
   type TEXT NOT NULL,
   attributes TEXT,
-  content_hash INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   deleted_at INTEGER,
   last_run_id INTEGER
 );
-CREATE UNIQUE INDEX entitlements_key
-  ON entitlements(tenant_id, connector_id, external_id);
+CREATE TABLE entitlement_keys (
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL,
+  external_id TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  content_hash INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, connector_id, external_id)
+) WITHOUT ROWID;
 CREATE TABLE grants (
   id INTEGER PRIMARY KEY,
   tenant_id INTEGER NOT NULL,
@@ -154,14 +174,22 @@ CREATE TABLE grants (
   account_external_id TEXT NOT NULL,
   entitlement_external_id TEXT NOT NULL,
   attributes TEXT,
-  content_hash INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   updated_at INTEGER NOT NULL,
   deleted_at INTEGER,
   last_run_id INTEGER
 );
-CREATE UNIQUE INDEX grants_key
-  ON grants(tenant_id, connector_id, account_external_id, entitlement_external_id);
+CREATE TABLE grant_keys (
+  tenant_id INTEGER NOT NULL,
+  connector_id INTEGER NOT NULL,
+  account_external_id TEXT NOT NULL,
+  entitlement_external_id TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  content_hash INTEGER NOT NULL,
+  deleted INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (tenant_id, connector_id, account_external_id,
+               entitlement_external_id)
+) WITHOUT ROWID;
 )sql",
   };
   return *migrations;

@@ -17,8 +17,9 @@ namespace idsync {
 struct KindSchema {
   idsync::v1::RecordKind kind;
   const char* table;
-  const char* singular;  // "identity", for messages.
-  int key_columns;       // The first columns form the key (1, or 2 for grants).
+  const char* key_table;  // Key -> (id, content_hash, deleted); see migrations.
+  const char* singular;   // "identity", for messages.
+  int key_columns;  // The first columns form the key (1, or 2 for grants).
   std::vector<const char*> columns;
 };
 

@@ -113,61 +113,73 @@ void BindRunUpdate(Statement& s, const RunRow& run) {
   s.Bind(i++, run.tenant_id);
 }
 
-// Statements for one record kind, prepared once per run.
+// Statements for one record kind, prepared once per run. Rows live in the
+// record table; the key table maps the key to (id, content_hash, deleted).
 struct KindStatements {
-  Statement lookup, insert, update, mark_deleted, max_id, list_active;
+  Statement lookup, insert_row, insert_key, update_row, update_key, delete_row,
+      delete_key, max_id, list_active;
 };
+
+std::string Placeholders(size_t n) {
+  std::string out;
+  for (size_t i = 0; i < n; ++i) absl::StrAppend(&out, i == 0 ? "?" : ",?");
+  return out;
+}
 
 absl::StatusOr<KindStatements> PrepareKind(sqlite3* db, const KindSchema& k) {
   KindStatements s;
-  std::vector<std::string> key_terms, sets;
-  for (int i = 0; i < k.key_columns; ++i) {
-    key_terms.push_back(absl::StrCat(k.columns[i], "=?"));
-  }
+  std::vector<const char*> keys(k.columns.begin(),
+                                k.columns.begin() + k.key_columns);
+  std::vector<std::string> key_terms = {"tenant_id=?", "connector_id=?"};
+  for (const char* c : keys) key_terms.push_back(absl::StrCat(c, "=?"));
+  const std::string where_key = absl::StrJoin(key_terms, " AND ");
+  std::vector<std::string> sets;
   for (const char* c : k.columns) sets.push_back(absl::StrCat(c, "=?"));
-  const std::string scope = "tenant_id=? AND connector_id=?";
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.lookup,
-      Statement::Prepare(
-          db, absl::StrCat("SELECT id, content_hash, deleted_at IS NOT NULL "
-                           "FROM ",
-                           k.table, " WHERE ", scope, " AND ",
-                           absl::StrJoin(key_terms, " AND "))));
-  std::string placeholders;
-  for (size_t i = 0; i < k.columns.size() + 7; ++i) {
-    absl::StrAppend(&placeholders, i == 0 ? "?" : ",?");
-  }
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.insert,
-      Statement::Prepare(
-          db,
-          absl::StrCat("INSERT INTO ", k.table, "(tenant_id, connector_id, ",
-                       absl::StrJoin(k.columns, ", "),
-                       ", attributes, content_hash, created_at, updated_at, "
-                       "last_run_id) VALUES(",
-                       placeholders, ")")));
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.update,
-      Statement::Prepare(
-          db,
-          absl::StrCat("UPDATE ", k.table, " SET ", absl::StrJoin(sets, ", "),
-                       ", attributes=?, content_hash=?, updated_at=?, "
-                       "last_run_id=?, deleted_at=NULL WHERE id=?")));
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.mark_deleted,
-      Statement::Prepare(
-          db, absl::StrCat("UPDATE ", k.table,
+  auto prepare = [db](Statement* out, const std::string& sql) {
+    IDSYNC_ASSIGN_OR_RETURN(*out, Statement::Prepare(db, sql));
+    return absl::OkStatus();
+  };
+  IDSYNC_RETURN_IF_ERROR(
+      prepare(&s.lookup, absl::StrCat("SELECT id, content_hash, deleted FROM ",
+                                      k.key_table, " WHERE ", where_key)));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.insert_row,
+      absl::StrCat("INSERT INTO ", k.table, "(tenant_id, connector_id, ",
+                   absl::StrJoin(k.columns, ", "),
+                   ", attributes, created_at, updated_at, last_run_id) VALUES(",
+                   Placeholders(k.columns.size() + 6), ")")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.insert_key,
+      absl::StrCat("INSERT INTO ", k.key_table, "(tenant_id, connector_id, ",
+                   absl::StrJoin(keys, ", "), ", id, content_hash) VALUES(",
+                   Placeholders(keys.size() + 4), ")")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.update_row,
+      absl::StrCat("UPDATE ", k.table, " SET ", absl::StrJoin(sets, ", "),
+                   ", attributes=?, updated_at=?, last_run_id=?, "
+                   "deleted_at=NULL WHERE id=?")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.update_key,
+      absl::StrCat("UPDATE ", k.key_table,
+                   " SET content_hash=?, deleted=0 WHERE ", where_key)));
+  IDSYNC_RETURN_IF_ERROR(
+      prepare(&s.delete_row,
+              absl::StrCat("UPDATE ", k.table,
                            " SET deleted_at=?, updated_at=?, last_run_id=? "
                            "WHERE id=? AND deleted_at IS NULL")));
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.max_id,
-      Statement::Prepare(db, absl::StrCat("SELECT coalesce(max(id), 0) "
-                                          "FROM ",
-                                          k.table)));
-  IDSYNC_ASSIGN_OR_RETURN(
-      s.list_active,
-      Statement::Prepare(db, absl::StrCat("SELECT id FROM ", k.table, " WHERE ",
-                                          scope, " AND deleted_at IS NULL")));
+  const std::string key_list =
+      absl::StrCat("tenant_id, connector_id, ", absl::StrJoin(keys, ", "));
+  IDSYNC_RETURN_IF_ERROR(
+      prepare(&s.delete_key,
+              absl::StrCat("UPDATE ", k.key_table, " SET deleted=1 WHERE (",
+                           key_list, ") = (SELECT ", key_list, " FROM ",
+                           k.table, " WHERE id=?)")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.max_id, absl::StrCat("SELECT coalesce(max(id), 0) FROM ", k.table)));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.list_active,
+      absl::StrCat("SELECT id FROM ", k.key_table,
+                   " WHERE tenant_id=? AND connector_id=? AND deleted=0")));
   return s;
 }
 
@@ -229,33 +241,41 @@ class SqliteRunWriter final : public RunWriter {
   absl::StatusOr<int64_t> Insert(RecordKind kind,
                                  const google::protobuf::Message& record,
                                  uint64_t content_hash) override {
-    Statement& s = kinds_[kind - 1].insert;
-    s.Bind(1, tenant_id_).Bind(2, connector_id_);
-    int i = BindValues(s, 3, kind, record);
-    s.Bind(i++, static_cast<int64_t>(content_hash));
-    s.Bind(i++, now_us_);
-    s.Bind(i++, now_us_);
-    s.Bind(i++, run_id_);
-    IDSYNC_RETURN_IF_ERROR(s.Run());
-    return sqlite3_last_insert_rowid(db_.get());
+    KindStatements& k = kinds_[kind - 1];
+    k.insert_row.Bind(1, tenant_id_).Bind(2, connector_id_);
+    int i = BindValues(k.insert_row, 3, kind, record);
+    k.insert_row.Bind(i++, now_us_);
+    k.insert_row.Bind(i++, now_us_);
+    k.insert_row.Bind(i++, run_id_);
+    IDSYNC_RETURN_IF_ERROR(k.insert_row.Run());
+    const int64_t id = sqlite3_last_insert_rowid(db_.get());
+    i = BindKey(k.insert_key, 1, kind);
+    k.insert_key.Bind(i++, id);
+    k.insert_key.Bind(i++, static_cast<int64_t>(content_hash));
+    IDSYNC_RETURN_IF_ERROR(k.insert_key.Run());
+    return id;
   }
 
   absl::Status Update(RecordKind kind, int64_t id,
                       const google::protobuf::Message& record,
                       uint64_t content_hash) override {
-    Statement& s = kinds_[kind - 1].update;
-    int i = BindValues(s, 1, kind, record);
-    s.Bind(i++, static_cast<int64_t>(content_hash));
-    s.Bind(i++, now_us_);
-    s.Bind(i++, run_id_);
-    s.Bind(i++, id);
-    return s.Run();
+    KindStatements& k = kinds_[kind - 1];
+    int i = BindValues(k.update_row, 1, kind, record);
+    k.update_row.Bind(i++, now_us_);
+    k.update_row.Bind(i++, run_id_);
+    k.update_row.Bind(i++, id);
+    IDSYNC_RETURN_IF_ERROR(k.update_row.Run());
+    k.update_key.Bind(1, static_cast<int64_t>(content_hash));
+    BindKey(k.update_key, 2, kind);
+    return k.update_key.Run();
   }
 
   absl::Status MarkDeleted(RecordKind kind, int64_t id) override {
-    Statement& s = kinds_[kind - 1].mark_deleted;
-    s.Bind(1, now_us_).Bind(2, now_us_).Bind(3, run_id_).Bind(4, id);
-    return s.Run();
+    KindStatements& k = kinds_[kind - 1];
+    k.delete_row.Bind(1, now_us_).Bind(2, now_us_).Bind(3, run_id_).Bind(4, id);
+    IDSYNC_RETURN_IF_ERROR(k.delete_row.Run());
+    k.delete_key.Bind(1, id);
+    return k.delete_key.Run();
   }
 
   absl::Status AddReject(const idsync::v1::Reject& reject) override {
@@ -335,6 +355,17 @@ class SqliteRunWriter final : public RunWriter {
     } else {
       s.Bind(i++, absl::string_view(attributes_json_));
     }
+    return i;
+  }
+
+  // Binds tenant, connector and the key columns of the record last passed
+  // to BindValues, from `first`; returns the next free index.
+  int BindKey(Statement& s, int first, RecordKind kind) {
+    int i = first;
+    s.Bind(i++, tenant_id_);
+    s.Bind(i++, connector_id_);
+    for (int c = 0; c < SchemaFor(kind).key_columns; ++c)
+      s.Bind(i++, values_[c]);
     return i;
   }
 

@@ -24,7 +24,8 @@ using ::idsync::testing::People;
 using ::idsync::testing::ScriptedConnector;
 using ::testing::HasSubstr;
 
-// Counts every write to the identities table, independently of the engine.
+// Counts every write to the identities table (1) and its key table (2),
+// independently of the engine.
 constexpr char kWriteCounter[] = R"sql(
 CREATE TABLE IF NOT EXISTS write_log (n INTEGER);
 CREATE TRIGGER IF NOT EXISTS log_insert AFTER INSERT ON identities
@@ -33,6 +34,8 @@ CREATE TRIGGER IF NOT EXISTS log_update AFTER UPDATE ON identities
   BEGIN INSERT INTO write_log VALUES (1); END;
 CREATE TRIGGER IF NOT EXISTS log_delete AFTER DELETE ON identities
   BEGIN INSERT INTO write_log VALUES (1); END;
+CREATE TRIGGER IF NOT EXISTS log_key_write AFTER UPDATE ON identity_keys
+  BEGIN INSERT INTO write_log VALUES (2); END;
 )sql";
 
 class SyncEngineTest : public ::testing::Test {
@@ -132,7 +135,8 @@ TEST_F(SyncEngineTest, ChangedRecordsAreUpdatedAndOnlyThey) {
   RunRow run = Sync(Chunked(people, 50));
   EXPECT_EQ(run.updated, 11);
   EXPECT_EQ(run.unchanged, 239);
-  EXPECT_EQ(Query("SELECT count(*) FROM write_log"), 11);
+  EXPECT_EQ(Query("SELECT count(*) FROM write_log WHERE n=1"), 11);
+  EXPECT_EQ(Query("SELECT count(*) FROM write_log WHERE n=2"), 11);
   EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE department='Legal'"),
             10);
 }

@@ -92,6 +92,8 @@ CREATE TABLE write_log (n INTEGER);
 CREATE TRIGGER log_insert AFTER INSERT ON identities BEGIN INSERT INTO write_log VALUES (1); END;
 CREATE TRIGGER log_update AFTER UPDATE ON identities BEGIN INSERT INTO write_log VALUES (1); END;
 CREATE TRIGGER log_delete AFTER DELETE ON identities BEGIN INSERT INTO write_log VALUES (1); END;
+CREATE TRIGGER log_key_insert AFTER INSERT ON identity_keys BEGIN INSERT INTO write_log VALUES (2); END;
+CREATE TRIGGER log_key_update AFTER UPDATE ON identity_keys BEGIN INSERT INTO write_log VALUES (2); END;
 )sql";
 
 TEST_F(CliSyncTest, FullResyncAndChangedResyncGiveExactCounts) {
@@ -123,7 +125,10 @@ TEST_F(CliSyncTest, FullResyncAndChangedResyncGiveExactCounts) {
   EXPECT_EQ(s3["deleted"], kCount / 100);
   EXPECT_EQ(s3["unchanged"], kCount - 2 * (kCount / 100));
   EXPECT_EQ(s3["created"], 0);
-  EXPECT_EQ(*testing::QueryInt(db, "SELECT count(*) FROM write_log"),
+  // One row write and one key write per changed or removed employee.
+  EXPECT_EQ(*testing::QueryInt(db, "SELECT count(*) FROM write_log WHERE n=1"),
+            2 * (kCount / 100));
+  EXPECT_EQ(*testing::QueryInt(db, "SELECT count(*) FROM write_log WHERE n=2"),
             2 * (kCount / 100));
   EXPECT_EQ(
       *testing::QueryInt(

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -56,12 +57,20 @@ absl::StatusOr<StoreSignature> SignStore(const std::string& db_path) {
       {"entitlements", "tenant_id, connector_id, external_id"},
       {"grants",
        "tenant_id, connector_id, account_external_id, "
+       "entitlement_external_id"},
+      {"identity_keys", "tenant_id, connector_id, external_id"},
+      {"account_keys", "tenant_id, connector_id, external_id"},
+      {"entitlement_keys", "tenant_id, connector_id, external_id"},
+      {"grant_keys",
+       "tenant_id, connector_id, account_external_id, "
        "entitlement_external_id"}};
   for (const auto& [table, key] : keys) {
     sqlite3_stmt* stmt = nullptr;
-    const std::string sql =
-        absl::StrCat("SELECT *, deleted_at IS NOT NULL AS is_deleted FROM ",
-                     table, " ORDER BY ", key);
+    // Record tables mark deletion with a time, key tables with a flag.
+    const bool key_table = absl::EndsWith(table, "_keys");
+    const std::string sql = absl::StrCat(
+        "SELECT *", key_table ? "" : ", deleted_at IS NOT NULL AS is_deleted",
+        " FROM ", table, " ORDER BY ", key);
     if (sqlite3_prepare_v2(db.db, sql.c_str(), -1, &stmt, nullptr) !=
         SQLITE_OK) {
       return absl::InternalError(sqlite3_errmsg(db.db));
@@ -82,7 +91,8 @@ absl::StatusOr<StoreSignature> SignStore(const std::string& db_path) {
             text == nullptr
                 ? "NULL"
                 : std::string(reinterpret_cast<const char*>(text))));
-        if (name == "is_deleted" && sqlite3_column_int(stmt, c) == 1) {
+        if ((name == "deleted" || name == "is_deleted") &&
+            sqlite3_column_int(stmt, c) == 1) {
           ++sig.deleted;
         }
       }
