@@ -243,6 +243,8 @@ class SyncEngine::Execution {
   absl::Status ApplyRecord(RecordKind kind, const Record& record) {
     if (AtLimit()) return absl::OkStatus();
     const RecordKey key = KeyOf(record);
+    // Hashing serializes the record, which also gives its size.
+    const uint64_t hash = ContentHash(record, &scratch_);
     std::string problem;
     if (key.first.empty() ||
         (kind == idsync::v1::RECORD_KIND_GRANT && key.second.empty())) {
@@ -253,7 +255,7 @@ class SyncEngine::Execution {
                options_.max_key_bytes) {
       problem =
           absl::StrCat("key longer than ", options_.max_key_bytes, " bytes");
-    } else if (static_cast<int64_t>(record.ByteSizeLong()) >
+    } else if (static_cast<int64_t>(scratch_.size()) >
                options_.max_record_bytes) {
       problem = absl::StrCat("record larger than ", options_.max_record_bytes,
                              " bytes");
@@ -265,7 +267,6 @@ class SyncEngine::Execution {
       return ApplyReject(reject);
     }
     SeenSet& seen = seen_[KindIndex(kind)];
-    const uint64_t hash = ContentHash(record, &scratch_);
     IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
                             writer_->Lookup(kind, key));
     if (existing.has_value() && seen.Contains(existing->id)) {

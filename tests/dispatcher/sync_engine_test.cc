@@ -15,6 +15,7 @@
 #include "tests/testing/faulty_store.h"
 #include "tests/testing/scripted_connector.h"
 #include "tests/testing/store_signature.h"
+#include "tests/testing/test_dir.h"
 
 namespace idsync {
 namespace {
@@ -41,13 +42,8 @@ CREATE TRIGGER IF NOT EXISTS log_key_write AFTER UPDATE ON identity_keys
 class SyncEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat(
-               "engine_", getpid(), "_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    db_ = (dir_ / "store.db").string();
+    dir_ = std::make_unique<testing::ScopedTestDir>("engine");
+    db_ = dir_->File("store.db");
     auto store = SqliteStore::Open({db_});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
@@ -63,7 +59,7 @@ class SyncEngineTest : public ::testing::Test {
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    dir_.reset();
   }
 
   // Runs a sync of `chunks` and returns the finished run.
@@ -93,7 +89,7 @@ class SyncEngineTest : public ::testing::Test {
     return v.ok() ? *v : -1;
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::ScopedTestDir> dir_;
   std::string db_;
   std::unique_ptr<SqliteStore> store_;
   ConnectorRow row_;
@@ -291,6 +287,23 @@ TEST_F(SyncEngineTest, RejectsAndDuplicatesAreRecordedWithReasons) {
   EXPECT_THAT(reasons, ::testing::UnorderedElementsAre("wrong column count",
                                                        HasSubstr("duplicate"),
                                                        "missing external_id"));
+}
+
+TEST_F(SyncEngineTest, OversizedKeysAndRecordsAreRejected) {
+  std::vector<idsync::v1::RemoteIdentity> people = People(0, 30);
+  people[3].set_external_id(std::string(2000, 'k'));
+  (*people[4].mutable_attributes())["blob"] = std::string(2 << 20, 'x');
+  RunRow run = Sync(Chunked(people, 10));
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.created, 28);
+  EXPECT_EQ(run.rejected, 2);
+  auto rejects = store_->ListRejects(row_.tenant_id, run.id, 10);
+  ASSERT_TRUE(rejects.ok());
+  std::vector<std::string> reasons;
+  for (const auto& r : *rejects) reasons.push_back(r.reason());
+  EXPECT_THAT(reasons,
+              ::testing::ElementsAre("key longer than 1024 bytes",
+                                     "record larger than 1048576 bytes"));
 }
 
 TEST_F(SyncEngineTest, ARejectedRowDoesNotDeleteItsRecord) {

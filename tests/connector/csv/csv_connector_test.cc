@@ -23,6 +23,7 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_dir.h"
 
 namespace idsync {
 namespace {
@@ -106,14 +107,9 @@ std::vector<std::string> Items(const std::vector<SyncChunk>& chunks,
 class CsvConnectorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat("csv_connector_test_", info->name(), "_", getpid());
-    std::filesystem::remove_all(dir_);
-    ASSERT_TRUE(std::filesystem::create_directories(dir_));
-    path_ = (dir_ / "hr.csv").string();
+    dir_ = std::make_unique<testing::ScopedTestDir>("csv_connector_test");
+    path_ = dir_->File("hr.csv");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Writes `bytes` to path_ and gives it a fixed mtime (plus `mtime_nsec`).
   void WriteFile(absl::string_view bytes, long mtime_nsec = 0) {
@@ -182,7 +178,7 @@ class CsvConnectorTest : public ::testing::Test {
     return Sync(*connector, sink);
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::ScopedTestDir> dir_;
   std::string path_;
 };
 

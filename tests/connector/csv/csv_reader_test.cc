@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/test_dir.h"
 
 namespace idsync {
 namespace {
@@ -44,16 +45,11 @@ struct Read {
 class CsvReaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat("csv_reader_test_", info->name(), "_", getpid());
-    std::filesystem::remove_all(dir_);
-    ASSERT_TRUE(std::filesystem::create_directories(dir_));
+    dir_ = std::make_unique<testing::ScopedTestDir>("csv_reader_test");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::string Write(absl::string_view bytes, const std::string& name = "in") {
-    std::string path = (dir_ / name).string();
+    std::string path = dir_->File(name);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     out.close();
@@ -111,7 +107,7 @@ class CsvReaderTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::ScopedTestDir> dir_;
 };
 
 using Row = std::vector<std::string>;
@@ -558,7 +554,7 @@ TEST_F(CsvReaderTest, EmptyFileHasNoRecords) {
 }
 
 TEST_F(CsvReaderTest, MissingFileIsAnErrorNamingThePath) {
-  const std::string path = (dir_ / "does-not-exist.csv").string();
+  const std::string path = dir_->File("does-not-exist.csv");
   auto reader = CsvReader::Open(path, {});
   ASSERT_FALSE(reader.ok());
   EXPECT_EQ(reader.status().code(), absl::StatusCode::kInvalidArgument);
@@ -566,7 +562,7 @@ TEST_F(CsvReaderTest, MissingFileIsAnErrorNamingThePath) {
 }
 
 TEST_F(CsvReaderTest, DirectoryIsAnErrorNamingThePath) {
-  const std::string path = dir_.string();
+  const std::string path = dir_->path().string();
   auto reader = CsvReader::Open(path, {});
   ASSERT_FALSE(reader.ok());
   EXPECT_EQ(reader.status().code(), absl::StatusCode::kInvalidArgument);

@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/store_signature.h"
+#include "tests/testing/test_dir.h"
 
 namespace idsync {
 namespace {
@@ -18,13 +19,8 @@ using ::testing::HasSubstr;
 class SqliteStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat(
-               "store_", getpid(), "_",
-               ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    path_ = (dir_ / "s.db").string();
+    dir_ = std::make_unique<testing::ScopedTestDir>("store");
+    path_ = dir_->File("s.db");
     auto store = SqliteStore::Open({path_});
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
@@ -37,7 +33,7 @@ class SqliteStoreTest : public ::testing::Test {
   }
   void TearDown() override {
     store_.reset();
-    std::filesystem::remove_all(dir_);
+    dir_.reset();
   }
   RunRow NewRun() {
     RunRow run;
@@ -51,7 +47,7 @@ class SqliteStoreTest : public ::testing::Test {
     return created.ok() ? *created : run;
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::ScopedTestDir> dir_;
   std::string path_;
   std::unique_ptr<SqliteStore> store_;
   int64_t tenant_ = 0;
@@ -75,7 +71,7 @@ TEST_F(SqliteStoreTest, StoreFromANewerVersionIsRefused) {
 }
 
 TEST_F(SqliteStoreTest, AFileThatIsNotADatabaseGivesAClearError) {
-  const std::string junk = (dir_ / "junk.db").string();
+  const std::string junk = dir_->File("junk.db");
   std::ofstream(junk) << std::string(8192, 'x');
   auto store = SqliteStore::Open({junk});
   EXPECT_FALSE(store.ok());
