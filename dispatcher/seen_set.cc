@@ -20,12 +20,13 @@ bool SeenSet::Contains(int64_t id) const {
   return word < bits_.size() && (bits_[word] >> (id & 63)) & 1;
 }
 
-std::string SeenSet::TakeDelta() {
-  std::sort(pending_.begin(), pending_.end());
+std::string SeenSet::PendingDelta() const {
+  std::vector<int64_t> sorted = pending_;
+  std::sort(sorted.begin(), sorted.end());
   std::string out;
-  out.reserve(pending_.size() * 2);
+  out.reserve(sorted.size() * 2);
   uint64_t previous = 0;
-  for (int64_t id : pending_) {
+  for (int64_t id : sorted) {
     uint64_t delta = static_cast<uint64_t>(id) - previous;
     previous = static_cast<uint64_t>(id);
     while (delta >= 0x80) {
@@ -34,7 +35,6 @@ std::string SeenSet::TakeDelta() {
     }
     out.push_back(static_cast<char>(delta));
   }
-  pending_.clear();
   return out;
 }
 

@@ -21,9 +21,11 @@ class SeenSet {
   bool Contains(int64_t id) const;
   int64_t size() const { return size_; }
 
-  // Ids inserted since the last TakeDelta, encoded; clears that list.
-  std::string TakeDelta();
-  // Forgets the ids inserted since the last TakeDelta (their commit failed).
+  // Ids inserted since the last MarkPersisted or DropDelta, encoded.
+  std::string PendingDelta() const;
+  // The pending ids were committed: they are no longer pending.
+  void MarkPersisted() { pending_.clear(); }
+  // Forgets the pending ids (their commit failed).
   void DropDelta();
   // Inserts the ids of an encoded delta. kDataLoss if it is malformed or
   // names an id above `max_id` (the largest row id that exists), which also

@@ -3,13 +3,17 @@
 #include <sodium.h>
 
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "connector/status_macros.h"
 #include "dispatcher/chunk_queue.h"
 #include "dispatcher/process_identity.h"
@@ -76,6 +80,64 @@ absl::Status ValidateOptions(const SyncOptions& o) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateEngineOptions(const SyncEngineOptions& o) {
+  if (o.commit_interval <= absl::ZeroDuration() || o.max_group_records < 1 ||
+      o.queue_chunks < 1 || o.max_stored_rejects < 0 ||
+      !(o.max_reject_ratio >= 0 && o.max_reject_ratio <= 1) ||
+      o.min_records_for_reject_ratio < 0 || o.max_key_bytes < 1 ||
+      o.max_record_bytes < 1) {
+    return absl::InvalidArgumentError(
+        "sync engine options out of range (commit interval and group size, "
+        "queue, reject limits and size bounds must be positive)");
+  }
+  return absl::OkStatus();
+}
+
+// Runs executing in this process, keyed by store and run id. A run owned by
+// this process but not executing here was abandoned (e.g. its FinishRun
+// failed) and may be resumed like a crashed one. Deciding to start, claim or
+// refuse a run happens under the same lock, so two threads never both take
+// the same run.
+class ExecutingRuns {
+ public:
+  static ExecutingRuns& Get() {
+    static auto* runs = new ExecutingRuns();
+    return *runs;
+  }
+  absl::Mutex& mu() { return mu_; }
+  bool Contains(const Store* store, int64_t run_id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return runs_.contains({store, run_id});
+  }
+  void Add(const Store* store, int64_t run_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    runs_.insert({store, run_id});
+  }
+  void Remove(const Store* store, int64_t run_id) {
+    absl::MutexLock lock(&mu_);
+    runs_.erase({store, run_id});
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::pair<const Store*, int64_t>> runs_
+      ABSL_GUARDED_BY(mu_);
+};
+
+// Removes a run from ExecutingRuns when its execution ends.
+class ExecutingRunGuard {
+ public:
+  ExecutingRunGuard(const Store* store, int64_t run_id)
+      : store_(store), run_id_(run_id) {}
+  ~ExecutingRunGuard() { ExecutingRuns::Get().Remove(store_, run_id_); }
+  ExecutingRunGuard(const ExecutingRunGuard&) = delete;
+  ExecutingRunGuard& operator=(const ExecutingRunGuard&) = delete;
+
+ private:
+  const Store* const store_;
+  const int64_t run_id_;
+};
+
 }  // namespace
 
 // The state of one run while it executes. Lives on the caller's thread.
@@ -99,13 +161,10 @@ class SyncEngine::Execution {
     if (!s.ok()) {
       if (in_group_) RollbackGroup();
       run_.status = RunStatus::kFailed;
-      if (run_.error.empty()) run_.error = std::string(s.message());
-      if (resumed_ && chunks_this_session_ == 0 &&
-          absl::IsFailedPrecondition(s)) {
-        resume_rejected_ = true;
-        run_.error = absl::StrCat("could not resume: ", s.message(),
-                                  "; a new run was started");
-      }
+      run_.error = resume_rejected_
+                       ? absl::StrCat("could not resume: ", s.message(),
+                                      "; a new run was started")
+                       : std::string(s.message());
     } else {
       run_.status = RunStatus::kSucceeded;
     }
@@ -144,6 +203,7 @@ class SyncEngine::Execution {
   }
 
   absl::Status ApplyRecords() {
+    if (AtLimit()) return absl::OkStatus();  // Resumed after its cut.
     idsync::v1::SyncRequest request;
     request.set_connector_business_id(row_.business_id);
     request.set_incremental(run_.incremental);
@@ -165,23 +225,23 @@ class SyncEngine::Execution {
     absl::Status applied;
     while (std::optional<idsync::v1::SyncChunk> chunk = queue.Pop()) {
       applied = ApplyChunk(*chunk);
-      if (!applied.ok() || cut_) break;
+      if (!applied.ok() || run_.cut) break;
     }
     queue.Close(applied.ok() ? absl::CancelledError("max_records reached")
                              : applied);
     producer.join();
     IDSYNC_RETURN_IF_ERROR(applied);
-    if (!cut_) {
+    if (!run_.cut) {
       absl::Status source = queue.producer_status();
       if (!source.ok()) {
+        // Refusing the token before the first chunk means the source changed
+        // since the interrupted run: it cannot continue, a new run can.
+        resume_rejected_ = resumed_ && chunks_this_session_ == 0 &&
+                           absl::IsFailedPrecondition(source);
         return absl::Status(source.code(),
                             absl::StrCat("connector: ", source.message()));
       }
       run_.next_sync_token = queue.next_sync_token();
-    } else {
-      run_.deletion_note =
-          absl::StrCat("deletions skipped: the run stopped at max_records (",
-                       *run_.max_records, ")");
     }
     if (in_group_) IDSYNC_RETURN_IF_ERROR(CommitGroup());
     return absl::OkStatus();
@@ -233,10 +293,14 @@ class SyncEngine::Execution {
 
   // True (and marks the run cut) once max_records have been processed.
   bool AtLimit() {
-    if (run_.max_records.has_value() && run_.processed >= *run_.max_records) {
-      cut_ = true;
+    if (!run_.cut && run_.max_records.has_value() &&
+        run_.processed >= *run_.max_records) {
+      run_.cut = true;
+      run_.deletion_note =
+          absl::StrCat("deletions skipped: the run stopped at max_records (",
+                       *run_.max_records, ")");
     }
-    return cut_;
+    return run_.cut;
   }
 
   template <typename Record>
@@ -293,10 +357,13 @@ class SyncEngine::Execution {
   }
 
   absl::Status ApplyDeletion(const idsync::v1::Deletion& deletion) {
-    RecordKind kind = deletion.kind();
+    const RecordKind kind = deletion.kind();
     if (kind < idsync::v1::RECORD_KIND_IDENTITY ||
         kind > idsync::v1::RECORD_KIND_GRANT) {
-      kind = idsync::v1::RECORD_KIND_IDENTITY;
+      idsync::v1::Reject reject;
+      reject.set_external_id(deletion.external_id().substr(0, 256));
+      reject.set_reason("deletion without a known record kind");
+      return ApplyReject(reject);
     }
     RecordKey key{deletion.external_id(), {}};
     if (kind == idsync::v1::RECORD_KIND_GRANT) {
@@ -320,13 +387,16 @@ class SyncEngine::Execution {
     if (run_.rejected <= options_.max_stored_rejects) {
       IDSYNC_RETURN_IF_ERROR(writer_->AddReject(reject));
     }
-    RecordKind kind = reject.kind();
-    if (!reject.external_id().empty() &&
-        kind >= idsync::v1::RECORD_KIND_IDENTITY &&
-        kind < idsync::v1::RECORD_KIND_GRANT) {
-      IDSYNC_ASSIGN_OR_RETURN(
-          std::optional<ExistingRecord> existing,
-          writer_->Lookup(kind, {reject.external_id(), {}}));
+    const RecordKind kind = reject.kind();
+    const bool grant = kind == idsync::v1::RECORD_KIND_GRANT;
+    const RecordKey key = grant ? RecordKey{reject.account_external_id(),
+                                            reject.entitlement_external_id()}
+                                : RecordKey{reject.external_id(), {}};
+    if (kind >= idsync::v1::RECORD_KIND_IDENTITY &&
+        kind <= idsync::v1::RECORD_KIND_GRANT && !key.first.empty() &&
+        (!grant || !key.second.empty())) {
+      IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
+                              writer_->Lookup(kind, key));
       if (existing.has_value() && !existing->deleted) {
         seen_[KindIndex(kind)].Insert(existing->id);
       }
@@ -334,15 +404,22 @@ class SyncEngine::Execution {
     return absl::OkStatus();
   }
 
+  // Commits the group with the checkpoint. On failure the group is rolled
+  // back in memory too: counters and seen ids are those of the last commit.
   absl::Status CommitGroup() {
     std::vector<SeenDelta> deltas;
     for (const KindSchema& k : AllKinds()) {
-      deltas.push_back({k.kind, seen_[KindIndex(k.kind)].TakeDelta()});
+      deltas.push_back({k.kind, seen_[KindIndex(k.kind)].PendingDelta()});
     }
     run_.updated_at = engine_.clock_.Now();
-    in_group_ = false;
-    IDSYNC_RETURN_IF_ERROR(writer_->Commit(run_, deltas));
+    absl::Status committed = writer_->Commit(run_, deltas);
+    if (!committed.ok()) {
+      RollbackGroup();
+      return committed;
+    }
+    for (SeenSet& s : seen_) s.MarkPersisted();
     committed_ = run_;
+    in_group_ = false;
     return absl::OkStatus();
   }
 
@@ -368,7 +445,7 @@ class SyncEngine::Execution {
 
   // Decides whether a full run may remove what it did not see.
   absl::Status PlanDeletions() {
-    if (cut_) return absl::OkStatus();
+    if (run_.cut) return absl::OkStatus();
     int64_t active = 0, unseen = 0;
     for (const KindSchema& k : AllKinds()) {
       const SeenSet& seen = seen_[KindIndex(k.kind)];
@@ -377,12 +454,17 @@ class SyncEngine::Execution {
         if (!seen.Contains(id)) ++unseen;
       }));
     }
-    if (unseen > 0 && unseen > active * run_.deletion_threshold) {
+    // The threshold is a share of the records that were active before this
+    // run: records it created cannot dilute a mass removal.
+    const int64_t before = active - run_.created;
+    const auto allowed = static_cast<int64_t>(std::floor(
+        static_cast<double>(before) * run_.deletion_threshold + 1e-9));
+    if (unseen > allowed) {
       run_.deletion_note = absl::StrFormat(
           "deletions refused: the run would remove %d of %d records (%.1f%%), "
-          "more than the deletion threshold of %.0f%%; if the removal is "
-          "real, sync again with a higher deletion threshold",
-          unseen, active, 100.0 * unseen / active,
+          "more than the deletion threshold of %g%%; if the removal is real, "
+          "sync again with a higher deletion threshold",
+          unseen, before, 100.0 * unseen / before,
           100 * run_.deletion_threshold);
       return absl::FailedPreconditionError(run_.deletion_note);
     }
@@ -432,7 +514,6 @@ class SyncEngine::Execution {
   absl::Time group_start_;
   int64_t group_records_ = 0;
   int64_t chunks_this_session_ = 0;
-  bool cut_ = false;
   bool resume_rejected_ = false;
   std::string scratch_;
 };
@@ -449,20 +530,34 @@ absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
                                        const SyncOptions& options,
                                        const ProgressFn& progress) {
   IDSYNC_RETURN_IF_ERROR(ValidateOptions(options));
+  IDSYNC_RETURN_IF_ERROR(ValidateEngineOptions(options_));
   const std::string owner = CurrentProcessIdentity();
-  IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
-                          store_.ActiveRun(row.tenant_id, row.id));
-  if (active.has_value()) {
-    if (active->owner == owner || IsProcessAlive(active->owner)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("connector '", row.business_id,
-                       "' already has an active run (", active->id, ")"));
+  ExecutingRuns& executing = ExecutingRuns::Get();
+  std::optional<RunRow> interrupted;
+  {
+    absl::MutexLock lock(&executing.mu());
+    IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
+                            store_.ActiveRun(row.tenant_id, row.id));
+    if (active.has_value()) {
+      const bool alive = active->owner == owner
+                             ? executing.Contains(&store_, active->id)
+                             : IsProcessAlive(active->owner);
+      if (alive) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("connector '", row.business_id,
+                         "' already has an active run (", active->id, ")"));
+      }
+      IDSYNC_RETURN_IF_ERROR(
+          store_.ClaimRun(row.tenant_id, active->id, active->owner, owner));
+      active->owner = owner;
+      ++active->resumes;
+      executing.Add(&store_, active->id);
+      interrupted = std::move(active);
     }
-    IDSYNC_RETURN_IF_ERROR(
-        store_.ClaimRun(row.tenant_id, active->id, active->owner, owner));
-    active->owner = owner;
-    ++active->resumes;
-    Execution resumed(*this, connector, row, *std::move(active), progress,
+  }
+  if (interrupted.has_value()) {
+    ExecutingRunGuard guard(&store_, interrupted->id);
+    Execution resumed(*this, connector, row, *std::move(interrupted), progress,
                       /*resumed=*/true);
     IDSYNC_ASSIGN_OR_RETURN(RunRow result, resumed.Execute());
     if (!resumed.resume_rejected()) return result;
@@ -478,7 +573,13 @@ absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
   run.callback_url = options.callback_url;
   run.owner = owner;
   run.started_at = run.updated_at = clock_.Now();
-  IDSYNC_ASSIGN_OR_RETURN(RunRow created, store_.CreateRun(run));
+  RunRow created;
+  {
+    absl::MutexLock lock(&executing.mu());
+    IDSYNC_ASSIGN_OR_RETURN(created, store_.CreateRun(run));
+    executing.Add(&store_, created.id);
+  }
+  ExecutingRunGuard guard(&store_, created.id);
   return Execution(*this, connector, row, std::move(created), progress,
                    /*resumed=*/false)
       .Execute();

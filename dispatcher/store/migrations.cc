@@ -61,6 +61,7 @@ CREATE TABLE sync_runs (
   source_done INTEGER NOT NULL DEFAULT 0,
   source_total INTEGER NOT NULL DEFAULT 0,
   resumes INTEGER NOT NULL DEFAULT 0,
+  cut INTEGER NOT NULL DEFAULT 0,
   deletion_note TEXT NOT NULL DEFAULT '',
   error TEXT NOT NULL DEFAULT '',
   next_sync_token TEXT NOT NULL DEFAULT '',

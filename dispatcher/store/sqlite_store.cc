@@ -46,7 +46,7 @@ constexpr char kRunColumns[] =
     "id, tenant_id, connector_id, status, phase, incremental, chunk_size, "
     "max_records, deletion_threshold, callback_url, owner, chunks, "
     "resume_token, processed, created, updated, unchanged, deleted, rejected, "
-    "source_done, source_total, resumes, deletion_note, error, "
+    "source_done, source_total, resumes, cut, deletion_note, error, "
     "next_sync_token, started_at, updated_at, finished_at";
 
 RunRow ReadRun(const Statement& s) {
@@ -71,6 +71,7 @@ RunRow ReadRun(const Statement& s) {
         &r.rejected, &r.source_done, &r.source_total, &r.resumes}) {
     *counter = s.Int(c++);
   }
+  r.cut = s.Int(c++) != 0;
   r.deletion_note = s.Text(c++);
   r.error = s.Text(c++);
   r.next_sync_token = s.Text(c++);
@@ -83,7 +84,7 @@ RunRow ReadRun(const Statement& s) {
 constexpr char kUpdateRunSql[] =
     "UPDATE sync_runs SET status=?, phase=?, owner=?, chunks=?, "
     "resume_token=?, processed=?, created=?, updated=?, unchanged=?, "
-    "deleted=?, rejected=?, source_done=?, source_total=?, resumes=?, "
+    "deleted=?, rejected=?, source_done=?, source_total=?, resumes=?, cut=?, "
     "deletion_note=?, error=?, next_sync_token=?, updated_at=?, finished_at=? "
     "WHERE id=? AND tenant_id=?";
 
@@ -100,6 +101,7 @@ void BindRunUpdate(Statement& s, const RunRow& run) {
         run.rejected, run.source_done, run.source_total, run.resumes}) {
     s.Bind(i++, counter);
   }
+  s.Bind(i++, static_cast<int64_t>(run.cut));
   s.Bind(i++, absl::string_view(run.deletion_note));
   s.Bind(i++, absl::string_view(run.error));
   s.Bind(i++, absl::string_view(run.next_sync_token));
@@ -519,8 +521,16 @@ absl::StatusOr<RunRow> SqliteStore::CreateRun(const RunRow& run) {
     s.Bind(10, Micros(run.started_at));
     absl::Status st = s.Run();
     if (absl::IsFailedPrecondition(st)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "connector ", run.connector_id, " already has an active run"));
+      // A constraint failed: the one-active-run index, or a bad reference.
+      IDSYNC_ASSIGN_OR_RETURN(
+          std::optional<RunRow> active,
+          QueryRun("tenant_id=? AND connector_id=? AND status='running'",
+                   run.tenant_id, run.connector_id));
+      if (active.has_value()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("connector ", run.connector_id,
+                         " already has an active run (", active->id, ")"));
+      }
     }
     IDSYNC_RETURN_IF_ERROR(st);
     id = sqlite3_last_insert_rowid(db_.get());
@@ -632,7 +642,7 @@ absl::Status SqliteStore::FinishRun(const RunRow& run) {
         Statement::Prepare(db, "DELETE FROM run_seen WHERE run_id=?"));
     drop.Bind(1, run.id);
     IDSYNC_RETURN_IF_ERROR(drop.Run());
-    if (run.status == RunStatus::kSucceeded) {
+    if (run.status == RunStatus::kSucceeded && !run.cut) {
       IDSYNC_ASSIGN_OR_RETURN(
           Statement token,
           Statement::Prepare(

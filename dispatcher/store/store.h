@@ -60,7 +60,8 @@ struct RunRow {
   int64_t processed = 0, created = 0, updated = 0, unchanged = 0, deleted = 0,
           rejected = 0;
   int64_t source_done = 0, source_total = 0;  // From the connector, if known.
-  int64_t resumes = 0;        // How often it was picked up after a crash.
+  int64_t resumes = 0;  // How often it was picked up after a crash.
+  bool cut = false;     // Stopped at max_records: no deletions, no watermark.
   std::string deletion_note;  // Why deletions were skipped or refused.
   std::string error;
   std::string next_sync_token;
@@ -152,7 +153,8 @@ class Store {
       int64_t tenant_id, int64_t run_id, int limit) = 0;
 
   // Ends a run: writes its final row, drops its seen deltas and, when it
-  // succeeded, stores next_sync_token and last_sync_at on its connector.
+  // succeeded and was not cut, stores next_sync_token and last_sync_at on
+  // its connector.
   virtual absl::Status FinishRun(const RunRow& run) = 0;
 
   virtual absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(

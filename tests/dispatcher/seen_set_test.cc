@@ -35,13 +35,20 @@ std::string Varints(std::initializer_list<uint64_t> values) {
   return out;
 }
 
+// The pending delta, then marks it persisted (what a successful commit does).
+std::string Persist(SeenSet& set) {
+  std::string delta = set.PendingDelta();
+  set.MarkPersisted();
+  return delta;
+}
+
 TEST(SeenSetTest, StartsEmpty) {
   SeenSet set;
   EXPECT_EQ(set.size(), 0);
   EXPECT_FALSE(set.Contains(0));
   EXPECT_FALSE(set.Contains(1));
   EXPECT_FALSE(set.Contains(1 << 20));
-  EXPECT_EQ(set.TakeDelta(), "");
+  EXPECT_EQ(Persist(set), "");
 }
 
 TEST(SeenSetTest, InsertThenContains) {
@@ -64,7 +71,7 @@ TEST(SeenSetTest, DuplicateInsertReturnsFalseAndKeepsSize) {
   EXPECT_FALSE(set.Insert(7));
   EXPECT_EQ(set.size(), 1);
   // The duplicate is not encoded twice.
-  EXPECT_EQ(set.TakeDelta(), Varints({7}));
+  EXPECT_EQ(Persist(set), Varints({7}));
 }
 
 TEST(SeenSetTest, LargeIdsBeyondCurrentCapacity) {
@@ -85,26 +92,33 @@ TEST(SeenSetTest, DeltaIsSortedDeltaVarints) {
   SeenSet set;
   for (int64_t id : {300, 1, 3}) set.Insert(id);
   // Sorted 1, 3, 300 -> deltas 1, 2, 297 (297 = 0xA9 0x02 as a varint).
-  EXPECT_EQ(set.TakeDelta(), std::string("\x01\x02\xA9\x02", 4));
+  EXPECT_EQ(Persist(set), std::string("\x01\x02\xA9\x02", 4));
 }
 
-TEST(SeenSetTest, TakeDeltaClearsPendingButKeepsIds) {
+TEST(SeenSetTest, PendingDeltaIsStableUntilPersisted) {
+  SeenSet set;
+  set.Insert(3);
+  EXPECT_EQ(set.PendingDelta(), Varints({3}));
+  EXPECT_EQ(set.PendingDelta(), Varints({3})) << "reading does not consume";
+}
+
+TEST(SeenSetTest, MarkPersistedClearsPendingButKeepsIds) {
   SeenSet set;
   set.Insert(1);
   set.Insert(2);
-  EXPECT_EQ(set.TakeDelta(), Varints({1, 1}));
-  EXPECT_EQ(set.TakeDelta(), "");
+  EXPECT_EQ(Persist(set), Varints({1, 1}));
+  EXPECT_EQ(Persist(set), "");
   EXPECT_TRUE(set.Contains(1));
   EXPECT_TRUE(set.Contains(2));
   // The next delta holds only the new id, relative to 0.
   set.Insert(10);
-  EXPECT_EQ(set.TakeDelta(), Varints({10}));
+  EXPECT_EQ(Persist(set), Varints({10}));
 }
 
 TEST(SeenSetTest, DenseIdsCostAboutOneBytePerId) {
   SeenSet set;
   for (int64_t id = 1000; id < 2000; ++id) set.Insert(id);
-  const std::string delta = set.TakeDelta();
+  const std::string delta = Persist(set);
   EXPECT_EQ(delta.size(), 2u + 999u);  // 1000 needs two bytes, then 1s.
 }
 
@@ -124,7 +138,7 @@ TEST(SeenSetTest, EncodeDecodeRoundTripsRandomIds) {
   {
     SeenSet source;
     for (int64_t id : shuffled) ASSERT_TRUE(source.Insert(id)) << id;
-    encoded = source.TakeDelta();
+    encoded = Persist(source);
   }
 
   SeenSet decoded;
@@ -138,7 +152,7 @@ TEST(SeenSetTest, EncodeDecodeRoundTripsRandomIds) {
     EXPECT_EQ(decoded.Contains(id), ids.count(id) == 1) << id;
   }
   // Decoded ids are already persisted: nothing pending.
-  EXPECT_EQ(decoded.TakeDelta(), "");
+  EXPECT_EQ(Persist(decoded), "");
 }
 
 TEST(SeenSetTest, AddEncodedMergesWithExistingIds) {
@@ -160,7 +174,7 @@ TEST(SeenSetTest, DropDeltaForgetsOnlyPendingIds) {
   SeenSet set;
   set.Insert(1);
   set.Insert(100);
-  const std::string committed = set.TakeDelta();
+  const std::string committed = Persist(set);
 
   EXPECT_TRUE(set.Insert(50));
   EXPECT_TRUE(set.Insert(200));
@@ -173,17 +187,17 @@ TEST(SeenSetTest, DropDeltaForgetsOnlyPendingIds) {
   EXPECT_TRUE(set.Contains(100));
   EXPECT_FALSE(set.Contains(50));
   EXPECT_FALSE(set.Contains(200));
-  EXPECT_EQ(set.TakeDelta(), "");
+  EXPECT_EQ(Persist(set), "");
   // A dropped id can be seen again and is then pending again.
   EXPECT_TRUE(set.Insert(50));
-  EXPECT_EQ(set.TakeDelta(), Varints({50}));
+  EXPECT_EQ(Persist(set), Varints({50}));
   EXPECT_EQ(committed, Varints({1, 99}));
 }
 
 TEST(SeenSetTest, DropDeltaWithNothingPendingIsNoOp) {
   SeenSet set;
   set.Insert(9);
-  set.TakeDelta();
+  Persist(set);
   set.DropDelta();
   EXPECT_EQ(set.size(), 1);
   EXPECT_TRUE(set.Contains(9));

@@ -418,6 +418,97 @@ TEST_F(SyncEngineTest, ConnectorNeverRunsFarAheadOfTheStore) {
   EXPECT_LE(max_ahead, 4);
 }
 
+TEST_F(SyncEngineTest, ThresholdHoldsAtExactlyItsPercentage) {
+  Sync(Chunked(People(0, 100), 50));
+  SyncOptions options;
+  options.deletion_threshold = 0.29;  // 100 * 0.29 is 28.999... in doubles.
+  RunRow run = Sync(Chunked(People(29, 100), 50), options);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.deleted, 29);
+}
+
+TEST_F(SyncEngineTest, NewRecordsDoNotDiluteTheThreshold) {
+  Sync(Chunked(People(0, 100), 50));
+  // The source swapped every key: 100 new records, all 100 old ones gone.
+  SyncOptions options;
+  options.deletion_threshold = 0.5;
+  RunRow run = Sync(Chunked(People(100, 200), 50), options);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_THAT(run.deletion_note, HasSubstr("remove 100 of 100 records"));
+  EXPECT_EQ(run.deleted, 0);
+}
+
+TEST_F(SyncEngineTest, CutRunDoesNotAdvanceTheWatermark) {
+  ScriptedConnector connector(Chunked(People(0, 50), 10));
+  connector.set_next_sync_token("w1");
+  SyncOptions options;
+  options.max_records = 20;
+  RunRow run = SyncWith(connector, options);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded);
+  EXPECT_TRUE(run.cut);
+  auto saved = store_->GetConnector(row_.tenant_id, row_.id);
+  ASSERT_TRUE(saved.ok());
+  EXPECT_FALSE(saved->last_sync_at.has_value());
+  EXPECT_EQ(saved->sync_token, "");
+}
+
+TEST_F(SyncEngineTest, AFailedCommitLeavesCountersAsCommitted) {
+  engine_options_.max_group_records = 50;
+  testing::FaultyStore faulty(*store_);
+  faulty.FailOneCommitAfter(2);
+  RunRow run = Sync(Chunked(People(0, 300), 50), {}, &faulty);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_THAT(run.error, HasSubstr("simulated full disk"));
+  EXPECT_EQ(run.created, 100);
+  EXPECT_EQ(run.chunks, 2);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities"), 100);
+  EXPECT_EQ(Query("SELECT created FROM sync_runs"), 100);
+}
+
+TEST_F(SyncEngineTest, InvalidEngineOptionsAreRejected) {
+  engine_options_.max_group_records = 0;
+  SyncEngine engine(*store_, clock_, engine_options_);
+  ScriptedConnector connector(Chunked(People(0, 10), 5));
+  auto run = engine.Run(connector, row_, {});
+  EXPECT_TRUE(absl::IsInvalidArgument(run.status())) << run.status();
+  EXPECT_EQ(connector.syncs(), 0);
+}
+
+TEST_F(SyncEngineTest,
+       DeletionWithoutAKnownKindIsARejectNotAnIdentityDeletion) {
+  Sync(Chunked(People(0, 10), 10));
+  idsync::v1::SyncChunk chunk;
+  chunk.add_deletions()->set_external_id("P1");  // No kind.
+  SyncOptions options;
+  options.incremental = true;
+  RunRow run = Sync({chunk}, options);
+  EXPECT_EQ(run.deleted, 0);
+  EXPECT_EQ(run.rejected, 1);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE deleted_at IS NULL"),
+            10);
+}
+
+TEST_F(SyncEngineTest, ARejectedGrantDoesNotDeleteItsGrant) {
+  idsync::v1::SyncChunk chunk;
+  for (const char* group : {"cn=a", "cn=b"}) {
+    auto* grant = chunk.add_grants();
+    grant->set_account_external_id("uid=p0");
+    grant->set_entitlement_external_id(group);
+  }
+  Sync({chunk});
+  chunk.mutable_grants()->RemoveLast();
+  auto* reject = chunk.add_rejects();
+  reject->set_kind(idsync::v1::RECORD_KIND_GRANT);
+  reject->set_account_external_id("uid=p0");
+  reject->set_entitlement_external_id("cn=b");
+  reject->set_reason("bad attribute");
+  SyncOptions options;
+  options.deletion_threshold = 1;
+  RunRow run = Sync({chunk}, options);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.deleted, 0);
+}
+
 // Simulates a crash after `commits` commits, then resumes in a new engine
 // with the owner marked dead, and returns the resumed run.
 class SyncEngineCrashTest : public SyncEngineTest {
@@ -443,9 +534,11 @@ class SyncEngineCrashTest : public SyncEngineTest {
     ScriptedConnector connector(chunks);
     RunRow resumed = SyncWith(connector, options);
     last_resume_token_ = connector.last_request().resume_token();
+    resumed_connector_syncs_ = connector.syncs();
     return resumed;
   }
   std::string last_resume_token_;
+  int resumed_connector_syncs_ = 0;
 };
 
 TEST_F(SyncEngineCrashTest, ResumesFromTheLastCheckpointWithExactCounters) {
@@ -533,6 +626,49 @@ TEST_F(SyncEngineCrashTest, RejectedResumeTokenStartsANewRun) {
   EXPECT_EQ(old->status, RunStatus::kFailed);
   EXPECT_THAT(old->error, HasSubstr("could not resume"));
   EXPECT_THAT(old->error, HasSubstr("the file changed"));
+}
+
+TEST_F(SyncEngineCrashTest, CutRunResumedAfterACrashDeletesNothing) {
+  Sync(Chunked(People(0, 110), 110));
+  SyncOptions options;
+  options.max_records = 100;
+  // The cut happens inside the only chunk; the crash comes right after the
+  // run's last commit, before it is finished.
+  RunRow run = CrashThenResume(Chunked(People(0, 110, "Ops"), 110), 1, options);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_TRUE(run.cut);
+  EXPECT_EQ(run.deleted, 0);
+  EXPECT_EQ(run.processed, 100);
+  EXPECT_EQ(resumed_connector_syncs_, 0) << "nothing left to read";
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE deleted_at IS NULL"),
+            110);
+}
+
+TEST_F(SyncEngineCrashTest, RefusedDeletionAfterAResumeIsReportedAsSuch) {
+  engine_options_.max_group_records = 50;
+  Sync(Chunked(People(0, 100), 50));
+  // Half the records are gone; the crash comes after the last record commit.
+  RunRow run = CrashThenResume(Chunked(People(0, 50), 50), 1);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_THAT(run.error, ::testing::StartsWith("deletions refused"));
+  EXPECT_EQ(Query("SELECT count(*) FROM sync_runs"), 2) << "no extra run";
+  EXPECT_EQ(run.deleted, 0);
+}
+
+TEST_F(SyncEngineCrashTest, RunAbandonedByThisProcessIsResumed) {
+  engine_options_.max_group_records = 50;
+  testing::FaultyStore faulty(*store_);
+  faulty.CrashAfterCommits(2);  // FinishRun fails too: the run stays running.
+  {
+    ScriptedConnector connector(Chunked(People(0, 200), 50));
+    SyncEngine engine(faulty, clock_, engine_options_);
+    EXPECT_FALSE(engine.Run(connector, row_, {}).ok());
+  }
+  // Same process, owner unchanged: the run is not executing, so it resumes.
+  RunRow run = Sync(Chunked(People(0, 200), 50));
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.resumes, 1);
+  EXPECT_EQ(run.created, 200);
 }
 
 }  // namespace

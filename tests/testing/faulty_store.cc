@@ -32,6 +32,10 @@ class FaultyWriter final : public RunWriter {
   }
   absl::Status Commit(const RunRow& run,
                       const std::vector<SeenDelta>& seen) override {
+    if (store_.FailThisCommit()) {
+      base_->Rollback();
+      return absl::ResourceExhaustedError("simulated full disk");
+    }
     if (!store_.AllowCommit()) {
       base_->Rollback();
       return absl::UnavailableError("simulated crash");
@@ -52,6 +56,11 @@ class FaultyWriter final : public RunWriter {
   FaultyStore& store_;
   std::unique_ptr<RunWriter> base_;
 };
+
+bool FaultyStore::FailThisCommit() {
+  if (fail_once_after_ < 0) return false;
+  return fail_once_after_.fetch_sub(1) == 0;
+}
 
 bool FaultyStore::AllowCommit() {
   if (crashed_) return false;

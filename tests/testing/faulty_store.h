@@ -1,6 +1,7 @@
-// FaultyStore: wraps a real Store and simulates a process crash after a set
-// number of run commits: from then on every commit and FinishRun fails and
-// writes nothing, so the store looks exactly as a killed process leaves it.
+// FaultyStore: wraps a real Store and injects commit faults. A simulated
+// crash: after a set number of run commits every commit and FinishRun fails
+// and writes nothing, so the store looks exactly as a killed process leaves
+// it. A one-off failure: one commit fails and the store carries on.
 // Thread-safe.
 #ifndef IDSYNC_TESTS_TESTING_FAULTY_STORE_H_
 #define IDSYNC_TESTS_TESTING_FAULTY_STORE_H_
@@ -17,8 +18,12 @@ class FaultyStore final : public Store {
   // "*base" must outlive this store.
   explicit FaultyStore(Store& base) : base_(base) {}
 
-  // Commits allowed before the simulated crash; negative means never crash.
+  // Commits (run commits and FinishRun) allowed before the simulated crash;
+  // negative means never crash.
   void CrashAfterCommits(int commits) { commits_left_ = commits; }
+  // The commit after `commits` more fails once (like a full disk) and rolls
+  // back; the store works normally afterwards.
+  void FailOneCommitAfter(int commits) { fail_once_after_ = commits; }
   bool crashed() const { return crashed_; }
 
   absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override {
@@ -51,8 +56,9 @@ class FaultyStore final : public Store {
       int64_t t, int64_t r, int limit) override {
     return base_.ListRejects(t, r, limit);
   }
+  // Finishing a run is a commit too.
   absl::Status FinishRun(const RunRow& run) override {
-    if (crashed_) return absl::UnavailableError("simulated crash");
+    if (!AllowCommit()) return absl::UnavailableError("simulated crash");
     return base_.FinishRun(run);
   }
   absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
@@ -62,10 +68,13 @@ class FaultyStore final : public Store {
   friend class FaultyWriter;
   // True if this commit may go ahead; false once the crash happened.
   bool AllowCommit();
+  // True for the one commit that FailOneCommitAfter chose.
+  bool FailThisCommit();
 
   Store& base_;
   std::atomic<int> commits_left_{-1};
   std::atomic<bool> crashed_{false};
+  std::atomic<int> fail_once_after_{-1};
 };
 
 }  // namespace idsync::testing

@@ -122,6 +122,15 @@ TEST_F(SqliteStoreTest, OnlyOneActiveRunPerConnector) {
   EXPECT_TRUE(store_->CreateRun(again).ok()) << "a finished run frees the slot";
 }
 
+TEST_F(SqliteStoreTest, RunForAMissingConnectorIsNotReportedAsActive) {
+  RunRow run;
+  run.tenant_id = tenant_;
+  run.connector_id = 999;
+  auto created = store_->CreateRun(run);
+  EXPECT_FALSE(created.ok());
+  EXPECT_THAT(created.status().message(), HasSubstr("FOREIGN KEY"));
+}
+
 TEST_F(SqliteStoreTest, ClaimRunIsACompareAndSwapOnTheOwner) {
   RunRow run = NewRun();
   EXPECT_TRUE(store_->ClaimRun(tenant_, run.id, "me", "you").ok());
