@@ -82,7 +82,9 @@ void PrintSummary(const RunRow& run, double seconds,
       "%lld unchanged, %lld deleted, %lld rejected (%.0f records/s)\n",
       static_cast<long long>(run.id),
       std::string(RunStatusName(run.status)).c_str(), seconds,
-      run.resumes > 0 ? " (resumed an interrupted run, with its original options)" : "",
+      run.resumes > 0
+          ? " (resumed an interrupted run, with its original options)"
+          : "",
       static_cast<long long>(run.processed),
       static_cast<long long>(run.created), static_cast<long long>(run.updated),
       static_cast<long long>(run.unchanged),
