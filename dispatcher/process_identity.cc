@@ -38,9 +38,10 @@ std::string CurrentProcessIdentity() {
 }
 
 bool IsProcessAlive(absl::string_view identity) {
+  // "pid:start", optionally followed by ":anything" naming one execution.
   std::vector<absl::string_view> parts = absl::StrSplit(identity, ':');
   int64_t pid = 0;
-  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &pid) || pid <= 0) {
+  if (parts.size() < 2 || !absl::SimpleAtoi(parts[0], &pid) || pid <= 0) {
     return false;
   }
   const std::string start = StartTime(pid);

@@ -13,8 +13,9 @@ namespace idsync {
 
 std::string CurrentProcessIdentity();
 
-// False when the process named by `identity` no longer exists (or its pid was
-// reused by another process). Malformed identities count as gone.
+// False when the process named by `identity` ("pid:start", possibly followed
+// by ":suffix") no longer exists, or its pid was reused by another process.
+// Malformed identities count as gone.
 bool IsProcessAlive(absl::string_view identity);
 
 }  // namespace idsync

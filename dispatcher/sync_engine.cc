@@ -11,16 +11,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "connector/status_macros.h"
 #include "dispatcher/chunk_queue.h"
 #include "dispatcher/process_identity.h"
+#include "dispatcher/record_hash.h"
 #include "dispatcher/seen_set.h"
 #include "dispatcher/store/record_schema.h"
-#include "google/protobuf/io/coded_stream.h"
-#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace idsync {
 namespace {
@@ -41,27 +41,6 @@ RecordKey KeyOf(const idsync::v1::RemoteGrant& r) {
 }
 
 int KindIndex(RecordKind kind) { return static_cast<int>(kind) - 1; }
-
-// A stable 64-bit digest of the record's deterministic serialization
-// (BLAKE2b via libsodium; map entries are sorted, so equal records hash
-// equally across runs and processes).
-uint64_t ContentHash(const google::protobuf::Message& record,
-                     std::string* scratch) {
-  scratch->clear();
-  {
-    google::protobuf::io::StringOutputStream stream(scratch);
-    google::protobuf::io::CodedOutputStream out(&stream);
-    out.SetSerializationDeterministic(true);
-    record.SerializePartialToCodedStream(&out);
-  }
-  unsigned char digest[crypto_generichash_BYTES_MIN];
-  crypto_generichash(digest, sizeof(digest),
-                     reinterpret_cast<const unsigned char*>(scratch->data()),
-                     scratch->size(), nullptr, 0);
-  uint64_t hash;
-  std::memcpy(&hash, digest, sizeof(hash));
-  return hash;
-}
 
 absl::Status ValidateOptions(const SyncOptions& o) {
   if (o.chunk_size < 1 || o.chunk_size > kMaxChunkSize) {
@@ -93,49 +72,42 @@ absl::Status ValidateEngineOptions(const SyncEngineOptions& o) {
   return absl::OkStatus();
 }
 
-// Runs executing in this process, keyed by store and run id. A run owned by
-// this process but not executing here was abandoned (e.g. its FinishRun
-// failed) and may be resumed like a crashed one. Deciding to start, claim or
-// refuse a run happens under the same lock, so two threads never both take
-// the same run.
+// The owners of the runs executing in this process. Each execution gets an
+// owner string of its own ("pid:start:seq") and registers it before any run
+// row names it, so a row whose owner is this process but not registered here
+// was abandoned (e.g. its FinishRun failed) and may be resumed. Which thread
+// takes over such a run is decided by the store's compare-and-swap on the
+// owner, so no lock is held across store calls.
 class ExecutingRuns {
  public:
   static ExecutingRuns& Get() {
     static auto* runs = new ExecutingRuns();
     return *runs;
   }
-  absl::Mutex& mu() { return mu_; }
-  bool Contains(const Store* store, int64_t run_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return runs_.contains({store, run_id});
-  }
-  void Add(const Store* store, int64_t run_id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    runs_.insert({store, run_id});
-  }
-  void Remove(const Store* store, int64_t run_id) {
+  std::string Register() {
     absl::MutexLock lock(&mu_);
-    runs_.erase({store, run_id});
+    std::string owner = absl::StrCat(process_, ":", ++sequence_);
+    owners_.insert(owner);
+    return owner;
+  }
+  void Unregister(const std::string& owner) {
+    absl::MutexLock lock(&mu_);
+    owners_.erase(owner);
+  }
+  // Whether the execution that `owner` names may still be running.
+  bool Alive(const std::string& owner) {
+    if (absl::StartsWith(owner, absl::StrCat(process_, ":"))) {
+      absl::MutexLock lock(&mu_);
+      return owners_.contains(owner);
+    }
+    return IsProcessAlive(owner);
   }
 
  private:
+  const std::string process_ = CurrentProcessIdentity();
   absl::Mutex mu_;
-  absl::flat_hash_set<std::pair<const Store*, int64_t>> runs_
-      ABSL_GUARDED_BY(mu_);
-};
-
-// Removes a run from ExecutingRuns when its execution ends.
-class ExecutingRunGuard {
- public:
-  ExecutingRunGuard(const Store* store, int64_t run_id)
-      : store_(store), run_id_(run_id) {}
-  ~ExecutingRunGuard() { ExecutingRuns::Get().Remove(store_, run_id_); }
-  ExecutingRunGuard(const ExecutingRunGuard&) = delete;
-  ExecutingRunGuard& operator=(const ExecutingRunGuard&) = delete;
-
- private:
-  const Store* const store_;
-  const int64_t run_id_;
+  int64_t sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_set<std::string> owners_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -144,11 +116,13 @@ class ExecutingRunGuard {
 class SyncEngine::Execution {
  public:
   Execution(SyncEngine& engine, Connector& connector, const ConnectorRow& row,
-            RunRow run, const ProgressFn& progress, bool resumed)
+            RunRow run, const SyncOptions& runtime, const ProgressFn& progress,
+            bool resumed)
       : engine_(engine),
         options_(engine.options_),
         connector_(connector),
         row_(row),
+        runtime_(runtime),
         progress_(progress),
         resumed_(resumed),
         run_(std::move(run)),
@@ -158,7 +132,11 @@ class SyncEngine::Execution {
   // cannot record it.
   absl::StatusOr<RunRow> Execute() {
     absl::Status s = ExecuteSteps();
-    if (!s.ok()) {
+    if (!s.ok() && Cancelled()) {
+      if (in_group_) RollbackGroup();
+      run_.status = RunStatus::kCancelled;
+      run_.error = "cancelled";
+    } else if (!s.ok()) {
       if (in_group_) RollbackGroup();
       run_.status = RunStatus::kFailed;
       run_.error = resume_rejected_
@@ -192,14 +170,24 @@ class SyncEngine::Execution {
     if (run_.phase == RunPhase::kRecords) {
       IDSYNC_RETURN_IF_ERROR(ApplyRecords());
       IDSYNC_RETURN_IF_ERROR(CheckRejectRatio());
+      IDSYNC_RETURN_IF_ERROR(CheckCancelled());
       if (!run_.incremental) {
         IDSYNC_RETURN_IF_ERROR(PlanDeletions());
       }
     }
     if (run_.phase == RunPhase::kDeletions) {
+      IDSYNC_RETURN_IF_ERROR(CheckCancelled());
       IDSYNC_RETURN_IF_ERROR(DeleteUnseen());
     }
     return absl::OkStatus();
+  }
+
+  bool Cancelled() const {
+    return runtime_.cancel != nullptr && runtime_.cancel->load();
+  }
+  absl::Status CheckCancelled() const {
+    return Cancelled() ? absl::CancelledError("the run was cancelled")
+                       : absl::OkStatus();
   }
 
   absl::Status ApplyRecords() {
@@ -218,6 +206,7 @@ class SyncEngine::Execution {
       request.set_max_records(*run_.max_records - run_.processed);
     }
     request.set_callback_url(run_.callback_url);
+    *request.mutable_auth_config() = runtime_.auth_config;
 
     ChunkQueue queue(options_.queue_chunks);
     std::thread producer(
@@ -225,6 +214,7 @@ class SyncEngine::Execution {
     absl::Status applied;
     while (std::optional<idsync::v1::SyncChunk> chunk = queue.Pop()) {
       applied = ApplyChunk(*chunk);
+      if (applied.ok()) applied = CheckCancelled();
       if (!applied.ok() || run_.cut) break;
     }
     queue.Close(applied.ok() ? absl::CancelledError("max_records reached")
@@ -503,6 +493,7 @@ class SyncEngine::Execution {
   const SyncEngineOptions& options_;
   Connector& connector_;
   const ConnectorRow& row_;
+  const SyncOptions& runtime_;  // auth_config and cancel.
   const ProgressFn& progress_;
   const bool resumed_;
 
@@ -531,34 +522,22 @@ absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
                                        const ProgressFn& progress) {
   IDSYNC_RETURN_IF_ERROR(ValidateOptions(options));
   IDSYNC_RETURN_IF_ERROR(ValidateEngineOptions(options_));
-  const std::string owner = CurrentProcessIdentity();
-  ExecutingRuns& executing = ExecutingRuns::Get();
-  std::optional<RunRow> interrupted;
-  {
-    absl::MutexLock lock(&executing.mu());
-    IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
-                            store_.ActiveRun(row.tenant_id, row.id));
-    if (active.has_value()) {
-      const bool alive = active->owner == owner
-                             ? executing.Contains(&store_, active->id)
-                             : IsProcessAlive(active->owner);
-      if (alive) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("connector '", row.business_id,
-                         "' already has an active run (", active->id, ")"));
-      }
-      IDSYNC_RETURN_IF_ERROR(
-          store_.ClaimRun(row.tenant_id, active->id, active->owner, owner));
-      active->owner = owner;
-      ++active->resumes;
-      executing.Add(&store_, active->id);
-      interrupted = std::move(active);
+  Reservation reservation = Reserve();
+  IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
+                          store_.ActiveRun(row.tenant_id, row.id));
+  if (active.has_value()) {
+    if (ExecutingRuns::Get().Alive(active->owner)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("connector '", row.business_id,
+                       "' already has an active run (", active->id, ")"));
     }
-  }
-  if (interrupted.has_value()) {
-    ExecutingRunGuard guard(&store_, interrupted->id);
-    Execution resumed(*this, connector, row, *std::move(interrupted), progress,
-                      /*resumed=*/true);
+    // Only one claimant wins the compare-and-swap on the owner.
+    IDSYNC_RETURN_IF_ERROR(store_.ClaimRun(row.tenant_id, active->id,
+                                           active->owner, reservation.owner()));
+    active->owner = reservation.owner();
+    ++active->resumes;
+    Execution resumed(*this, connector, row, *std::move(active), options,
+                      progress, /*resumed=*/true);
     IDSYNC_ASSIGN_OR_RETURN(RunRow result, resumed.Execute());
     if (!resumed.resume_rejected()) return result;
   }
@@ -571,16 +550,33 @@ absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
   run.deletion_threshold =
       options.deletion_threshold.value_or(row.deletion_threshold);
   run.callback_url = options.callback_url;
-  run.owner = owner;
+  run.owner = reservation.owner();
   run.started_at = run.updated_at = clock_.Now();
-  RunRow created;
-  {
-    absl::MutexLock lock(&executing.mu());
-    IDSYNC_ASSIGN_OR_RETURN(created, store_.CreateRun(run));
-    executing.Add(&store_, created.id);
-  }
-  ExecutingRunGuard guard(&store_, created.id);
-  return Execution(*this, connector, row, std::move(created), progress,
+  IDSYNC_ASSIGN_OR_RETURN(RunRow created, store_.CreateRun(run));
+  return Execution(*this, connector, row, std::move(created), options, progress,
+                   /*resumed=*/false)
+      .Execute();
+}
+
+SyncEngine::Reservation::Reservation(Reservation&& other) noexcept
+    : owner_(std::move(other.owner_)) {
+  other.owner_.clear();
+}
+
+SyncEngine::Reservation::~Reservation() {
+  if (!owner_.empty()) ExecutingRuns::Get().Unregister(owner_);
+}
+
+SyncEngine::Reservation SyncEngine::Reserve() {
+  return Reservation(ExecutingRuns::Get().Register());
+}
+
+absl::StatusOr<RunRow> SyncEngine::Execute(Connector& connector,
+                                           const ConnectorRow& row, RunRow run,
+                                           const SyncOptions& options,
+                                           const ProgressFn& progress) {
+  IDSYNC_RETURN_IF_ERROR(ValidateEngineOptions(options_));
+  return Execution(*this, connector, row, std::move(run), options, progress,
                    /*resumed=*/false)
       .Execute();
 }

@@ -12,8 +12,10 @@
 #ifndef IDSYNC_DISPATCHER_SYNC_ENGINE_H_
 #define IDSYNC_DISPATCHER_SYNC_ENGINE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -22,6 +24,7 @@
 #include "connector/clock.h"
 #include "connector/connector.h"
 #include "dispatcher/store/store.h"
+#include "google/protobuf/struct.pb.h"
 
 namespace idsync {
 
@@ -34,6 +37,11 @@ struct SyncOptions {
   // has checked that a large removal is real.
   std::optional<double> deletion_threshold;
   std::string callback_url;
+
+  // Held in memory only, for this execution (also when it resumes a run).
+  google::protobuf::Struct auth_config;  // Secrets for the connector.
+  // Set to true to stop the run: it ends cancelled and deletes nothing.
+  std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 struct SyncEngineOptions {
@@ -68,6 +76,32 @@ class SyncEngine {
   absl::StatusOr<RunRow> Run(Connector& connector, const ConnectorRow& row,
                              const SyncOptions& options,
                              const ProgressFn& progress = nullptr);
+
+  // An owner for one execution in this process: a unique string that marks
+  // the run it names as executing here until the reservation ends, so no
+  // other thread resumes that run as abandoned. Create the reservation
+  // before the run row that names its owner becomes visible.
+  class Reservation {
+   public:
+    Reservation(Reservation&& other) noexcept;
+    Reservation& operator=(Reservation&&) = delete;
+    ~Reservation();
+    const std::string& owner() const { return owner_; }
+
+   private:
+    friend class SyncEngine;
+    explicit Reservation(std::string owner) : owner_(std::move(owner)) {}
+    std::string owner_;  // Empty once moved from.
+  };
+  static Reservation Reserve();
+
+  // Executes `run`, created by the caller with run.owner taken from a live
+  // Reservation, to its end.
+  // `options` supplies the runtime fields (auth_config, cancel); the run's
+  // own row holds the rest.
+  absl::StatusOr<RunRow> Execute(Connector& connector, const ConnectorRow& row,
+                                 RunRow run, const SyncOptions& options,
+                                 const ProgressFn& progress = nullptr);
 
  private:
   class Execution;

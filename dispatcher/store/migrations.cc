@@ -192,6 +192,45 @@ CREATE TABLE grant_keys (
                entitlement_external_id)
 ) WITHOUT ROWID;
 )sql",
+      // 2: the control plane: tokens, audit, idempotency, sealed secrets.
+      R"sql(
+ALTER TABLE connectors ADD COLUMN auth_config BLOB;
+-- Only the SHA-256 of a token is stored.
+CREATE TABLE tokens (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  role TEXT NOT NULL,
+  hash BLOB NOT NULL UNIQUE,
+  prefix TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  revoked_at INTEGER
+);
+CREATE INDEX tokens_by_tenant ON tokens(tenant_id, id);
+CREATE TABLE audit_events (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  resource_type TEXT NOT NULL,
+  resource_id TEXT NOT NULL,
+  request_id TEXT NOT NULL,
+  details TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_by_tenant ON audit_events(tenant_id, id);
+CREATE TABLE idempotency_keys (
+  tenant_id INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  request_hash BLOB NOT NULL,
+  state TEXT NOT NULL,
+  status INTEGER NOT NULL DEFAULT 0,
+  response BLOB,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (tenant_id, key)
+) WITHOUT ROWID;
+)sql",
   };
   return *migrations;
 }

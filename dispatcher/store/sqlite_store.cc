@@ -9,181 +9,13 @@
 #include "connector/status_macros.h"
 #include "dispatcher/store/migrations.h"
 #include "dispatcher/store/record_schema.h"
+#include "dispatcher/store/record_writer.h"
+#include "dispatcher/store/sqlite_rows.h"
 
 namespace idsync {
 namespace {
 
 using idsync::v1::RecordKind;
-
-int64_t Micros(absl::Time t) { return absl::ToUnixMicros(t); }
-absl::Time FromMicros(int64_t us) { return absl::FromUnixMicros(us); }
-
-RunStatus ParseStatus(absl::string_view s) {
-  if (s == "succeeded") return RunStatus::kSucceeded;
-  if (s == "failed") return RunStatus::kFailed;
-  if (s == "cancelled") return RunStatus::kCancelled;
-  return RunStatus::kRunning;
-}
-
-absl::string_view PhaseName(RunPhase phase) {
-  switch (phase) {
-    case RunPhase::kDeletions:
-      return "deletions";
-    case RunPhase::kDone:
-      return "done";
-    default:
-      return "records";
-  }
-}
-
-RunPhase ParsePhase(absl::string_view s) {
-  if (s == "deletions") return RunPhase::kDeletions;
-  if (s == "done") return RunPhase::kDone;
-  return RunPhase::kRecords;
-}
-
-constexpr char kRunColumns[] =
-    "id, tenant_id, connector_id, status, phase, incremental, chunk_size, "
-    "max_records, deletion_threshold, callback_url, owner, chunks, "
-    "resume_token, processed, created, updated, unchanged, deleted, rejected, "
-    "source_done, source_total, resumes, cut, deletion_note, error, "
-    "next_sync_token, started_at, updated_at, finished_at";
-
-RunRow ReadRun(const Statement& s) {
-  RunRow r;
-  int c = 0;
-  r.id = s.Int(c++);
-  r.tenant_id = s.Int(c++);
-  r.connector_id = s.Int(c++);
-  r.status = ParseStatus(s.Text(c++));
-  r.phase = ParsePhase(s.Text(c++));
-  r.incremental = s.Int(c++) != 0;
-  r.chunk_size = static_cast<int32_t>(s.Int(c++));
-  if (!s.IsNull(c)) r.max_records = s.Int(c);
-  ++c;
-  r.deletion_threshold = s.Double(c++);
-  r.callback_url = s.Text(c++);
-  r.owner = s.Text(c++);
-  r.chunks = s.Int(c++);
-  r.resume_token = s.Text(c++);
-  for (int64_t* counter :
-       {&r.processed, &r.created, &r.updated, &r.unchanged, &r.deleted,
-        &r.rejected, &r.source_done, &r.source_total, &r.resumes}) {
-    *counter = s.Int(c++);
-  }
-  r.cut = s.Int(c++) != 0;
-  r.deletion_note = s.Text(c++);
-  r.error = s.Text(c++);
-  r.next_sync_token = s.Text(c++);
-  r.started_at = FromMicros(s.Int(c++));
-  r.updated_at = FromMicros(s.Int(c++));
-  if (!s.IsNull(c)) r.finished_at = FromMicros(s.Int(c));
-  return r;
-}
-
-constexpr char kUpdateRunSql[] =
-    "UPDATE sync_runs SET status=?, phase=?, owner=?, chunks=?, "
-    "resume_token=?, processed=?, created=?, updated=?, unchanged=?, "
-    "deleted=?, rejected=?, source_done=?, source_total=?, resumes=?, cut=?, "
-    "deletion_note=?, error=?, next_sync_token=?, updated_at=?, finished_at=? "
-    "WHERE id=? AND tenant_id=?";
-
-// Binds kUpdateRunSql. `run` must outlive the statement's next Run().
-void BindRunUpdate(Statement& s, const RunRow& run) {
-  int i = 1;
-  s.Bind(i++, RunStatusName(run.status));
-  s.Bind(i++, PhaseName(run.phase));
-  s.Bind(i++, absl::string_view(run.owner));
-  s.Bind(i++, run.chunks);
-  s.Bind(i++, absl::string_view(run.resume_token));
-  for (int64_t counter :
-       {run.processed, run.created, run.updated, run.unchanged, run.deleted,
-        run.rejected, run.source_done, run.source_total, run.resumes}) {
-    s.Bind(i++, counter);
-  }
-  s.Bind(i++, static_cast<int64_t>(run.cut));
-  s.Bind(i++, absl::string_view(run.deletion_note));
-  s.Bind(i++, absl::string_view(run.error));
-  s.Bind(i++, absl::string_view(run.next_sync_token));
-  s.Bind(i++, Micros(run.updated_at));
-  if (run.finished_at.has_value()) {
-    s.Bind(i++, Micros(*run.finished_at));
-  } else {
-    s.BindNull(i++);
-  }
-  s.Bind(i++, run.id);
-  s.Bind(i++, run.tenant_id);
-}
-
-// Statements for one record kind, prepared once per run. Rows live in the
-// record table; the key table maps the key to (id, content_hash, deleted).
-struct KindStatements {
-  Statement lookup, insert_row, insert_key, update_row, update_key, delete_row,
-      delete_key, max_id, list_active;
-};
-
-std::string Placeholders(size_t n) {
-  std::string out;
-  for (size_t i = 0; i < n; ++i) absl::StrAppend(&out, i == 0 ? "?" : ",?");
-  return out;
-}
-
-absl::StatusOr<KindStatements> PrepareKind(sqlite3* db, const KindSchema& k) {
-  KindStatements s;
-  std::vector<const char*> keys(k.columns.begin(),
-                                k.columns.begin() + k.key_columns);
-  std::vector<std::string> key_terms = {"tenant_id=?", "connector_id=?"};
-  for (const char* c : keys) key_terms.push_back(absl::StrCat(c, "=?"));
-  const std::string where_key = absl::StrJoin(key_terms, " AND ");
-  std::vector<std::string> sets;
-  for (const char* c : k.columns) sets.push_back(absl::StrCat(c, "=?"));
-  auto prepare = [db](Statement* out, const std::string& sql) {
-    IDSYNC_ASSIGN_OR_RETURN(*out, Statement::Prepare(db, sql));
-    return absl::OkStatus();
-  };
-  IDSYNC_RETURN_IF_ERROR(
-      prepare(&s.lookup, absl::StrCat("SELECT id, content_hash, deleted FROM ",
-                                      k.key_table, " WHERE ", where_key)));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.insert_row,
-      absl::StrCat("INSERT INTO ", k.table, "(tenant_id, connector_id, ",
-                   absl::StrJoin(k.columns, ", "),
-                   ", attributes, created_at, updated_at, last_run_id) VALUES(",
-                   Placeholders(k.columns.size() + 6), ")")));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.insert_key,
-      absl::StrCat("INSERT INTO ", k.key_table, "(tenant_id, connector_id, ",
-                   absl::StrJoin(keys, ", "), ", id, content_hash) VALUES(",
-                   Placeholders(keys.size() + 4), ")")));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.update_row,
-      absl::StrCat("UPDATE ", k.table, " SET ", absl::StrJoin(sets, ", "),
-                   ", attributes=?, updated_at=?, last_run_id=?, "
-                   "deleted_at=NULL WHERE id=?")));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.update_key,
-      absl::StrCat("UPDATE ", k.key_table,
-                   " SET content_hash=?, deleted=0 WHERE ", where_key)));
-  IDSYNC_RETURN_IF_ERROR(
-      prepare(&s.delete_row,
-              absl::StrCat("UPDATE ", k.table,
-                           " SET deleted_at=?, updated_at=?, last_run_id=? "
-                           "WHERE id=? AND deleted_at IS NULL")));
-  const std::string key_list =
-      absl::StrCat("tenant_id, connector_id, ", absl::StrJoin(keys, ", "));
-  IDSYNC_RETURN_IF_ERROR(
-      prepare(&s.delete_key,
-              absl::StrCat("UPDATE ", k.key_table, " SET deleted=1 WHERE (",
-                           key_list, ") = (SELECT ", key_list, " FROM ",
-                           k.table, " WHERE id=?)")));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.max_id, absl::StrCat("SELECT coalesce(max(id), 0) FROM ", k.table)));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.list_active,
-      absl::StrCat("SELECT id FROM ", k.key_table,
-                   " WHERE tenant_id=? AND connector_id=? AND deleted=0")));
-  return s;
-}
 
 class SqliteRunWriter final : public RunWriter {
  public:
@@ -192,9 +24,7 @@ class SqliteRunWriter final : public RunWriter {
     IDSYNC_ASSIGN_OR_RETURN(SqliteDb db, OpenSqlite(path, /*read_only=*/false));
     std::unique_ptr<SqliteRunWriter> w(new SqliteRunWriter(run, std::move(db)));
     sqlite3* raw = w->db_.get();
-    for (const KindSchema& k : AllKinds()) {
-      IDSYNC_ASSIGN_OR_RETURN(w->kinds_[k.kind - 1], PrepareKind(raw, k));
-    }
+    IDSYNC_ASSIGN_OR_RETURN(w->records_, RecordWriter::Prepare(raw));
     IDSYNC_ASSIGN_OR_RETURN(w->update_run_,
                             Statement::Prepare(raw, kUpdateRunSql));
     IDSYNC_ASSIGN_OR_RETURN(
@@ -220,68 +50,33 @@ class SqliteRunWriter final : public RunWriter {
   }
 
   absl::Status Begin(absl::Time now) override {
-    now_us_ = Micros(now);
+    scope_.now_us = Micros(now);
     return Exec(db_.get(), "BEGIN IMMEDIATE");
   }
 
   absl::StatusOr<std::optional<ExistingRecord>> Lookup(RecordKind kind,
                                                        RecordKey key) override {
-    Statement& s = kinds_[kind - 1].lookup;
-    s.Bind(1, tenant_id_).Bind(2, connector_id_).Bind(3, key.first);
-    if (SchemaFor(kind).key_columns == 2) s.Bind(4, key.second);
-    absl::StatusOr<bool> row = s.Step();
-    std::optional<ExistingRecord> found;
-    if (row.ok() && *row) {
-      found = ExistingRecord{s.Int(0), static_cast<uint64_t>(s.Int(1)),
-                             s.Int(2) != 0};
-    }
-    s.Reset();
-    if (!row.ok()) return row.status();
-    return found;
+    return records_.Lookup(scope_, kind, key);
   }
 
   absl::StatusOr<int64_t> Insert(RecordKind kind,
                                  const google::protobuf::Message& record,
                                  uint64_t content_hash) override {
-    KindStatements& k = kinds_[kind - 1];
-    k.insert_row.Bind(1, tenant_id_).Bind(2, connector_id_);
-    int i = BindValues(k.insert_row, 3, kind, record);
-    k.insert_row.Bind(i++, now_us_);
-    k.insert_row.Bind(i++, now_us_);
-    k.insert_row.Bind(i++, run_id_);
-    IDSYNC_RETURN_IF_ERROR(k.insert_row.Run());
-    const int64_t id = sqlite3_last_insert_rowid(db_.get());
-    i = BindKey(k.insert_key, 1, kind);
-    k.insert_key.Bind(i++, id);
-    k.insert_key.Bind(i++, static_cast<int64_t>(content_hash));
-    IDSYNC_RETURN_IF_ERROR(k.insert_key.Run());
-    return id;
+    return records_.Insert(scope_, kind, record, content_hash);
   }
 
   absl::Status Update(RecordKind kind, int64_t id,
                       const google::protobuf::Message& record,
                       uint64_t content_hash) override {
-    KindStatements& k = kinds_[kind - 1];
-    int i = BindValues(k.update_row, 1, kind, record);
-    k.update_row.Bind(i++, now_us_);
-    k.update_row.Bind(i++, run_id_);
-    k.update_row.Bind(i++, id);
-    IDSYNC_RETURN_IF_ERROR(k.update_row.Run());
-    k.update_key.Bind(1, static_cast<int64_t>(content_hash));
-    BindKey(k.update_key, 2, kind);
-    return k.update_key.Run();
+    return records_.Update(scope_, kind, id, record, content_hash);
   }
 
   absl::Status MarkDeleted(RecordKind kind, int64_t id) override {
-    KindStatements& k = kinds_[kind - 1];
-    k.delete_row.Bind(1, now_us_).Bind(2, now_us_).Bind(3, run_id_).Bind(4, id);
-    IDSYNC_RETURN_IF_ERROR(k.delete_row.Run());
-    k.delete_key.Bind(1, id);
-    return k.delete_key.Run();
+    return records_.MarkDeleted(scope_, kind, id);
   }
 
   absl::Status AddReject(const idsync::v1::Reject& reject) override {
-    insert_reject_.Bind(1, tenant_id_).Bind(2, run_id_);
+    insert_reject_.Bind(1, scope_.tenant_id).Bind(2, scope_.run_id);
     insert_reject_.Bind(3, static_cast<int64_t>(reject.kind()));
     insert_reject_.Bind(4, reject.external_id());
     insert_reject_.Bind(5, reject.location()).Bind(6, reject.reason());
@@ -293,7 +88,7 @@ class SqliteRunWriter final : public RunWriter {
     absl::Status s;
     for (const SeenDelta& delta : seen) {
       if (delta.encoded.empty()) continue;
-      insert_seen_.Bind(1, run_id_).Bind(2, ++seen_seq_);
+      insert_seen_.Bind(1, scope_.run_id).Bind(2, ++seen_seq_);
       insert_seen_.Bind(3, static_cast<int64_t>(delta.kind));
       insert_seen_.BindBlob(4, delta.encoded);
       s = insert_seen_.Run();
@@ -315,74 +110,26 @@ class SqliteRunWriter final : public RunWriter {
   }
 
   absl::StatusOr<int64_t> MaxId(RecordKind kind) override {
-    Statement& s = kinds_[kind - 1].max_id;
-    absl::StatusOr<bool> row = s.Step();
-    int64_t n = row.ok() && *row ? s.Int(0) : 0;
-    s.Reset();
-    if (!row.ok()) return row.status();
-    return n;
+    return records_.MaxId(kind);
   }
 
   absl::Status ForEachActive(
       RecordKind kind, const std::function<void(int64_t)>& visit) override {
-    Statement& s = kinds_[kind - 1].list_active;
-    s.Bind(1, tenant_id_).Bind(2, connector_id_);
-    while (true) {
-      absl::StatusOr<bool> row = s.Step();
-      if (!row.ok()) return row.status();
-      if (!*row) break;
-      visit(s.Int(0));
-    }
-    s.Reset();
-    return absl::OkStatus();
+    return records_.ForEachActive(scope_, kind, visit);
   }
 
  private:
-  SqliteRunWriter(const RunRow& run, SqliteDb db)
-      : tenant_id_(run.tenant_id),
-        connector_id_(run.connector_id),
-        run_id_(run.id),
-        db_(std::move(db)) {}
-
-  // Binds the record's columns and attributes from `first`; returns the next
-  // free index. Bound text points into `record` and attributes_json_.
-  int BindValues(Statement& s, int first, RecordKind kind,
-                 const google::protobuf::Message& record) {
-    ColumnValues(kind, record, &values_);
-    int i = first;
-    for (absl::string_view v : values_) s.Bind(i++, v);
-    attributes_json_ = AttributesJson(Attributes(kind, record));
-    if (attributes_json_.empty()) {
-      s.BindNull(i++);
-    } else {
-      s.Bind(i++, absl::string_view(attributes_json_));
-    }
-    return i;
+  SqliteRunWriter(const RunRow& run, SqliteDb db) : db_(std::move(db)) {
+    scope_.tenant_id = run.tenant_id;
+    scope_.connector_id = run.connector_id;
+    scope_.run_id = run.id;
   }
 
-  // Binds tenant, connector and the key columns of the record last passed
-  // to BindValues, from `first`; returns the next free index.
-  int BindKey(Statement& s, int first, RecordKind kind) {
-    int i = first;
-    s.Bind(i++, tenant_id_);
-    s.Bind(i++, connector_id_);
-    for (int c = 0; c < SchemaFor(kind).key_columns; ++c)
-      s.Bind(i++, values_[c]);
-    return i;
-  }
-
-  // Constant after construction.
-  const int64_t tenant_id_;
-  const int64_t connector_id_;
-  const int64_t run_id_;
   SqliteDb db_;
-
-  std::array<KindStatements, 4> kinds_;
+  RecordScope scope_;  // now_us is set by Begin.
+  RecordWriter records_;
   Statement update_run_, insert_reject_, insert_seen_;
   int64_t seen_seq_ = 0;
-  int64_t now_us_ = 0;
-  std::vector<absl::string_view> values_;
-  std::string attributes_json_;
 };
 
 }  // namespace
@@ -429,27 +176,7 @@ absl::StatusOr<int64_t> SqliteStore::EnsureTenant(absl::string_view name) {
   return select.Int(0);
 }
 
-namespace {
-
-constexpr char kConnectorColumns[] =
-    "id, tenant_id, business_id, type, mode, config, deletion_threshold, "
-    "sync_token, last_sync_at";
-
-ConnectorRow ReadConnector(const Statement& s) {
-  ConnectorRow c;
-  c.id = s.Int(0);
-  c.tenant_id = s.Int(1);
-  c.business_id = s.Text(2);
-  c.type = s.Text(3);
-  c.mode = s.Text(4);
-  c.config_json = s.Text(5);
-  c.deletion_threshold = s.Double(6);
-  c.sync_token = s.Text(7);
-  if (!s.IsNull(8)) c.last_sync_at = FromMicros(s.Int(8));
-  return c;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 absl::StatusOr<ConnectorRow> SqliteStore::UpsertConnector(
     const ConnectorRow& connector) {
@@ -500,27 +227,8 @@ absl::StatusOr<RunRow> SqliteStore::CreateRun(const RunRow& run) {
   int64_t id = 0;
   {
     absl::MutexLock lock(&mu_);
-    IDSYNC_ASSIGN_OR_RETURN(
-        Statement s,
-        Statement::Prepare(
-            db_.get(),
-            "INSERT INTO sync_runs(tenant_id, connector_id, status, phase, "
-            "incremental, chunk_size, max_records, deletion_threshold, "
-            "callback_url, owner, started_at, updated_at) "
-            "VALUES(?,?,'running','records',?,?,?,?,?,?,?,?)"));
-    s.Bind(1, run.tenant_id).Bind(2, run.connector_id);
-    s.Bind(3, static_cast<int64_t>(run.incremental));
-    s.Bind(4, static_cast<int64_t>(run.chunk_size));
-    if (run.max_records.has_value()) {
-      s.Bind(5, *run.max_records);
-    } else {
-      s.BindNull(5);
-    }
-    s.Bind(6, run.deletion_threshold).Bind(7, run.callback_url);
-    s.Bind(8, run.owner).Bind(9, Micros(run.started_at));
-    s.Bind(10, Micros(run.started_at));
-    absl::Status st = s.Run();
-    if (absl::IsFailedPrecondition(st)) {
+    absl::StatusOr<int64_t> inserted = InsertRunRow(db_.get(), run);
+    if (absl::IsFailedPrecondition(inserted.status())) {
       // A constraint failed: the one-active-run index, or a bad reference.
       IDSYNC_ASSIGN_OR_RETURN(
           std::optional<RunRow> active,
@@ -532,8 +240,7 @@ absl::StatusOr<RunRow> SqliteStore::CreateRun(const RunRow& run) {
                          " already has an active run (", active->id, ")"));
       }
     }
-    IDSYNC_RETURN_IF_ERROR(st);
-    id = sqlite3_last_insert_rowid(db_.get());
+    IDSYNC_ASSIGN_OR_RETURN(id, std::move(inserted));
   }
   return GetRun(run.tenant_id, id);
 }

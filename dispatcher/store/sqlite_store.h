@@ -1,11 +1,13 @@
 // SqliteStore: the embedded default Store, one SQLite file in WAL mode.
-// Store-level calls share one connection behind a mutex; each RunWriter opens
-// its own connection so a long run never blocks readers.
+// Writes share one connection behind a mutex (SQLite has one writer at a
+// time anyway); API reads use a pool of read connections, and each RunWriter
+// opens its own connection, so a long run never blocks readers.
 #ifndef IDSYNC_DISPATCHER_STORE_SQLITE_STORE_H_
 #define IDSYNC_DISPATCHER_STORE_SQLITE_STORE_H_
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -24,6 +26,36 @@ class SqliteStore final : public Store {
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(
       const StoreOptions& options);
 
+  // API reads and writes (sqlite_store_api.cc).
+  absl::StatusOr<int64_t> ListIdentities(
+      const ListQuery& q, std::vector<idsync::v1::Identity>* items) override;
+  absl::StatusOr<int64_t> ListAccounts(
+      const ListQuery& q, std::vector<idsync::v1::Account>* items) override;
+  absl::StatusOr<int64_t> ListEntitlements(
+      const ListQuery& q, std::vector<idsync::v1::Entitlement>* items) override;
+  absl::StatusOr<int64_t> ListGrants(
+      const ListQuery& q, std::vector<idsync::v1::Grant>* items) override;
+  absl::StatusOr<int64_t> ListConnectors(
+      const ListQuery& q, std::vector<ConnectorRow>* items) override;
+  absl::StatusOr<int64_t> ListRuns(const ListQuery& q,
+                                   std::vector<RunRow>* items) override;
+  absl::StatusOr<int64_t> ListTokens(const ListQuery& q,
+                                     std::vector<TokenRow>* items) override;
+  absl::StatusOr<int64_t> ListAudit(
+      const ListQuery& q, std::vector<idsync::v1::AuditEvent>* items) override;
+  absl::StatusOr<std::string> ConnectorAuth(int64_t tenant_id,
+                                            int64_t id) override;
+  absl::StatusOr<TokenRow> FindToken(absl::string_view hash) override;
+  absl::StatusOr<std::vector<RunRow>> RunningRuns() override;
+  absl::Status Write(const WriteBody& body) override;
+  absl::StatusOr<IdempotencyState> BeginIdempotent(
+      int64_t tenant_id, absl::string_view key, absl::string_view request_hash,
+      absl::Duration stale_after) override;
+  absl::Status AbandonIdempotent(int64_t tenant_id,
+                                 absl::string_view key) override;
+  absl::Status ExpireIdempotent(absl::Duration age) override;
+
+  // Sync runs (sqlite_store.cc).
   absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override;
   absl::StatusOr<ConnectorRow> UpsertConnector(
       const ConnectorRow& connector) override;
@@ -46,6 +78,21 @@ class SqliteStore final : public Store {
  private:
   SqliteStore(std::string path, SqliteDb db)
       : path_(std::move(path)), db_(std::move(db)) {}
+
+  // A read connection from the pool, returned when the lease ends.
+  class ReadLease {
+   public:
+    ReadLease(SqliteStore& store, SqliteDb db)
+        : store_(store), db_(std::move(db)) {}
+    ~ReadLease();
+    ReadLease(ReadLease&&) = default;
+    sqlite3* get() const { return db_.get(); }
+
+   private:
+    SqliteStore& store_;
+    SqliteDb db_;
+  };
+  absl::StatusOr<ReadLease> Reader();
   absl::StatusOr<std::optional<RunRow>> QueryRun(absl::string_view where,
                                                  int64_t a, int64_t b)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -53,8 +100,12 @@ class SqliteStore final : public Store {
   // Constant after construction.
   const std::string path_;
 
+  // The write connection: store-level writes and WriteTxn bodies.
   absl::Mutex mu_;
   SqliteDb db_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex pool_mu_;
+  std::vector<SqliteDb> readers_ ABSL_GUARDED_BY(pool_mu_);
 };
 
 }  // namespace idsync

@@ -134,6 +134,12 @@ std::string Statement::Text(int column) const {
   return std::string(reinterpret_cast<const char*>(text),
                      sqlite3_column_bytes(stmt_.get(), column));
 }
+std::string Statement::Blob(int column) const {
+  const void* data = sqlite3_column_blob(stmt_.get(), column);
+  if (data == nullptr) return "";
+  return std::string(static_cast<const char*>(data),
+                     sqlite3_column_bytes(stmt_.get(), column));
+}
 bool Statement::IsNull(int column) const {
   return sqlite3_column_type(stmt_.get(), column) == SQLITE_NULL;
 }

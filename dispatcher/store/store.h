@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -18,6 +19,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
 #include "idsync/v1/connector.pb.h"
+#include "idsync/v1/control_plane.pb.h"
 
 namespace idsync {
 
@@ -31,6 +33,9 @@ struct ConnectorRow {
   double deletion_threshold = 0.2;  // Fraction of active records.
   std::string sync_token;           // Watermark of the last successful run.
   std::optional<absl::Time> last_sync_at;
+  bool has_auth = false;  // A sealed auth_config is stored.
+  absl::Time created_at;
+  absl::Time updated_at;
 };
 
 enum class RunStatus { kRunning, kSucceeded, kFailed, kCancelled };
@@ -123,9 +128,139 @@ class RunWriter {
       const std::function<void(int64_t id)>& visit) = 0;
 };
 
+// --- The API's view of the store --------------------------------------------
+
+// One page of a list: offset paging, or keyset paging after an id (cursor).
+struct ListQuery {
+  int64_t tenant_id = 0;
+  int32_t limit = 50;
+  int64_t offset = 0;
+  std::optional<int64_t> after_id;      // Cursor paging: rows with id > this.
+  std::optional<int64_t> connector_id;  // Filters below are ANDed.
+  bool include_inactive = false;
+  // Exact matches on record columns. Column names come from code, never from
+  // requests.
+  std::vector<std::pair<std::string, std::string>> equals;
+  // Grants only: grants of the accounts linked to this identity.
+  std::string grants_of_identity;
+};
+
+struct TokenRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  std::string name;
+  std::string kind;  // "service", "agent", "registration".
+  std::string role;  // "admin", "auditor", "agent".
+  std::string prefix;
+  absl::Time created_at;
+  std::optional<absl::Time> revoked_at;
+};
+
+struct AuditEntry {
+  int64_t tenant_id = 0;
+  std::string actor;
+  std::string action;
+  std::string resource_type;
+  std::string resource_id;
+  std::string request_id;
+  std::string details_json = "{}";  // Never secrets.
+};
+
+// What an Idempotency-Key lookup found.
+struct IdempotencyState {
+  enum Kind { kNew, kInFlight, kDone, kMismatch } kind = kNew;
+  int status = 0;  // kDone: the stored response.
+  std::string response;
+};
+
+// One write transaction of the API, on the store's write connection. Every
+// method writes inside it; nothing is visible until the body returns OK.
+class WriteTxn {
+ public:
+  virtual ~WriteTxn() = default;
+  virtual absl::Time now() const = 0;
+
+  // The tenant's "api" connector, which owns API-created identities.
+  virtual absl::StatusOr<int64_t> ApiConnector(int64_t tenant_id) = 0;
+  virtual absl::StatusOr<int64_t> InsertRecord(
+      int64_t tenant_id, int64_t connector_id, idsync::v1::RecordKind kind,
+      const google::protobuf::Message& record, uint64_t content_hash) = 0;
+  virtual absl::Status UpdateRecord(int64_t tenant_id, int64_t connector_id,
+                                    idsync::v1::RecordKind kind, int64_t id,
+                                    const google::protobuf::Message& record,
+                                    uint64_t content_hash) = 0;
+  virtual absl::Status DeactivateRecord(idsync::v1::RecordKind kind,
+                                        int64_t id) = 0;
+
+  // Connectors: config_json is a JSON object; sealed_auth may be empty.
+  virtual absl::StatusOr<int64_t> InsertConnector(const ConnectorRow& row) = 0;
+  virtual absl::Status UpdateConnector(const ConnectorRow& row) = 0;
+  virtual absl::Status SetConnectorAuth(int64_t tenant_id, int64_t id,
+                                        absl::string_view sealed) = 0;
+  // Removes the connector with its records and runs.
+  virtual absl::Status DeleteConnector(int64_t tenant_id, int64_t id) = 0;
+  // A new running run (kFailedPrecondition if the connector has one).
+  virtual absl::StatusOr<RunRow> InsertRun(const RunRow& run) = 0;
+
+  virtual absl::StatusOr<int64_t> InsertToken(const TokenRow& row,
+                                              absl::string_view hash) = 0;
+  virtual absl::Status RevokeToken(int64_t tenant_id, int64_t id) = 0;
+
+  virtual absl::Status Audit(const AuditEntry& entry) = 0;
+  // Marks an Idempotency-Key done with its response (see BeginIdempotent).
+  virtual absl::Status CompleteIdempotent(int64_t tenant_id,
+                                          absl::string_view key, int status,
+                                          absl::string_view response) = 0;
+};
+
+using WriteBody = std::function<absl::Status(WriteTxn& txn)>;
+
 class Store {
  public:
   virtual ~Store() = default;
+
+  // --- API reads (connection pool; do not block on a sync's commit) ---
+  // Each lister fills `items` and returns the total matching the filters.
+  virtual absl::StatusOr<int64_t> ListIdentities(
+      const ListQuery& q, std::vector<idsync::v1::Identity>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListAccounts(
+      const ListQuery& q, std::vector<idsync::v1::Account>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListEntitlements(
+      const ListQuery& q, std::vector<idsync::v1::Entitlement>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListGrants(
+      const ListQuery& q, std::vector<idsync::v1::Grant>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListConnectors(
+      const ListQuery& q, std::vector<ConnectorRow>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListRuns(const ListQuery& q,
+                                           std::vector<RunRow>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListTokens(const ListQuery& q,
+                                             std::vector<TokenRow>* items) = 0;
+  virtual absl::StatusOr<int64_t> ListAudit(
+      const ListQuery& q, std::vector<idsync::v1::AuditEvent>* items) = 0;
+  // The connector's sealed auth_config ("" if none).
+  virtual absl::StatusOr<std::string> ConnectorAuth(int64_t tenant_id,
+                                                    int64_t id) = 0;
+  // A token by its hash, revoked or not; kNotFound if unknown.
+  virtual absl::StatusOr<TokenRow> FindToken(absl::string_view hash) = 0;
+  // Runs left running, of any tenant (for resuming at start-up).
+  virtual absl::StatusOr<std::vector<RunRow>> RunningRuns() = 0;
+
+  // --- API writes ---
+  // Runs `body` in one transaction; commits if it returns OK.
+  virtual absl::Status Write(const WriteBody& body) = 0;
+  // Claims an Idempotency-Key for a request with this body hash, in its own
+  // committed transaction so concurrent requests see it in flight. An
+  // in-flight claim older than `stale_after` is taken over.
+  virtual absl::StatusOr<IdempotencyState> BeginIdempotent(
+      int64_t tenant_id, absl::string_view key, absl::string_view request_hash,
+      absl::Duration stale_after) = 0;
+  // Drops an in-flight claim whose request failed (nothing to replay).
+  virtual absl::Status AbandonIdempotent(int64_t tenant_id,
+                                         absl::string_view key) = 0;
+  // Deletes completed keys older than `age`.
+  virtual absl::Status ExpireIdempotent(absl::Duration age) = 0;
+
+  // --- Sync runs ---
 
   virtual absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) = 0;
 

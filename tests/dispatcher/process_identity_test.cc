@@ -116,6 +116,11 @@ TEST(ProcessIdentityTest, WrongStartTimeForOurPidIsNotAlive) {
   EXPECT_FALSE(IsProcessAlive(absl::StrCat(pid, ":", start, "0")));
 }
 
+TEST(ProcessIdentityTest, ASuffixNamingOneExecutionKeepsItAlive) {
+  EXPECT_TRUE(IsProcessAlive(absl::StrCat(CurrentProcessIdentity(), ":7")));
+  EXPECT_TRUE(IsProcessAlive(absl::StrCat(CurrentProcessIdentity(), ":")));
+}
+
 TEST(ProcessIdentityTest, MalformedIdentitiesAreNotAlive) {
   int64_t pid = 0;
   uint64_t start = 0;
@@ -124,11 +129,9 @@ TEST(ProcessIdentityTest, MalformedIdentitiesAreNotAlive) {
       "",
       ":",
       "abc",
-      absl::StrCat(pid),                   // No start time.
-      absl::StrCat(pid, ":"),              // Empty start time.
-      absl::StrCat(":", start),            // No pid.
-      absl::StrCat(pid, ":", start, ":"),  // Extra part.
-      absl::StrCat(pid, ":", start, ":", start),
+      absl::StrCat(pid),         // No start time.
+      absl::StrCat(pid, ":"),    // Empty start time.
+      absl::StrCat(":", start),  // No pid.
       absl::StrCat("x", pid, ":", start),
       absl::StrCat(pid, "x:", start),
       absl::StrCat("0:", start),

@@ -509,6 +509,73 @@ TEST_F(SyncEngineTest, ARejectedGrantDoesNotDeleteItsGrant) {
   EXPECT_EQ(run.deleted, 0);
 }
 
+TEST_F(SyncEngineTest, CancelledRunStopsAndDeletesNothing) {
+  Sync(Chunked(People(0, 100), 10));
+  SyncOptions options;
+  options.cancel = std::make_shared<std::atomic<bool>>(false);
+  ScriptedConnector connector(Chunked(People(0, 50, "Ops"), 10));
+  connector.set_before_chunk([&](int index) {
+    if (index == 2) *options.cancel = true;
+  });
+  RunRow run = SyncWith(connector, options);
+  EXPECT_EQ(run.status, RunStatus::kCancelled);
+  EXPECT_EQ(run.error, "cancelled");
+  EXPECT_EQ(run.deleted, 0);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE deleted_at IS NULL"),
+            100);
+  EXPECT_EQ(Query("SELECT count(*) FROM sync_runs WHERE status='running'"), 0);
+}
+
+TEST_F(SyncEngineTest, AuthConfigReachesTheConnectorAndIsNotStored) {
+  SyncOptions options;
+  (*options.auth_config.mutable_fields())["password"].set_string_value(
+      "s3cret-Pa55");
+  ScriptedConnector connector(Chunked(People(0, 5), 5));
+  RunRow run = SyncWith(connector, options);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded);
+  EXPECT_EQ(connector.last_request()
+                .auth_config()
+                .fields()
+                .at("password")
+                .string_value(),
+            "s3cret-Pa55");
+  EXPECT_EQ(Query("SELECT count(*) FROM sync_runs WHERE callback_url LIKE "
+                  "'%s3cret%' OR error LIKE '%s3cret%'"),
+            0);
+}
+
+TEST_F(SyncEngineTest, ExecutesARunTheCallerCreatedAndReserved) {
+  SyncEngine engine(*store_, clock_, engine_options_);
+  RunRow created;
+  std::optional<SyncEngine::Reservation> reservation(SyncEngine::Reserve());
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) -> absl::Status {
+                    RunRow run;
+                    run.tenant_id = row_.tenant_id;
+                    run.connector_id = row_.id;
+                    run.chunk_size = 10;
+                    run.owner = reservation->owner();
+                    run.started_at = txn.now();
+                    auto inserted = txn.InsertRun(run);
+                    if (!inserted.ok()) return inserted.status();
+                    created = *inserted;
+                    return absl::OkStatus();
+                  })
+                  .ok());
+  // Reserved: another sync of the connector is refused, not a resume.
+  ScriptedConnector other({});
+  auto refused = engine.Run(other, row_, {});
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+
+  ScriptedConnector connector(Chunked(People(0, 20), 10));
+  auto run = engine.Execute(connector, row_, created, {});
+  reservation.reset();
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->id, created.id);
+  EXPECT_EQ(run->status, RunStatus::kSucceeded);
+  EXPECT_EQ(run->created, 20);
+}
+
 // Simulates a crash after `commits` commits, then resumes in a new engine
 // with the owner marked dead, and returns the resumed run.
 class SyncEngineCrashTest : public SyncEngineTest {

@@ -74,7 +74,7 @@ bool FaultyStore::AllowCommit() {
 
 absl::StatusOr<std::unique_ptr<RunWriter>> FaultyStore::OpenRunWriter(
     const RunRow& run) {
-  auto base = base_.OpenRunWriter(run);
+  auto base = this->base().OpenRunWriter(run);
   if (!base.ok()) return base.status();
   return std::unique_ptr<RunWriter>(new FaultyWriter(*this, *std::move(base)));
 }

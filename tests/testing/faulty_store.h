@@ -10,13 +10,14 @@
 #include <memory>
 
 #include "dispatcher/store/store.h"
+#include "tests/testing/store_wrapper.h"
 
 namespace idsync::testing {
 
-class FaultyStore final : public Store {
+class FaultyStore final : public StoreWrapper {
  public:
   // "*base" must outlive this store.
-  explicit FaultyStore(Store& base) : base_(base) {}
+  explicit FaultyStore(Store& base) : StoreWrapper(base) {}
 
   // Commits (run commits and FinishRun) allowed before the simulated crash;
   // negative means never crash.
@@ -26,40 +27,10 @@ class FaultyStore final : public Store {
   void FailOneCommitAfter(int commits) { fail_once_after_ = commits; }
   bool crashed() const { return crashed_; }
 
-  absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override {
-    return base_.EnsureTenant(name);
-  }
-  absl::StatusOr<ConnectorRow> UpsertConnector(const ConnectorRow& c) override {
-    return base_.UpsertConnector(c);
-  }
-  absl::StatusOr<ConnectorRow> GetConnector(int64_t t, int64_t id) override {
-    return base_.GetConnector(t, id);
-  }
-  absl::StatusOr<RunRow> CreateRun(const RunRow& run) override {
-    return base_.CreateRun(run);
-  }
-  absl::StatusOr<RunRow> GetRun(int64_t t, int64_t id) override {
-    return base_.GetRun(t, id);
-  }
-  absl::StatusOr<std::optional<RunRow>> ActiveRun(int64_t t,
-                                                  int64_t c) override {
-    return base_.ActiveRun(t, c);
-  }
-  absl::Status ClaimRun(int64_t t, int64_t r, absl::string_view a,
-                        absl::string_view b) override {
-    return base_.ClaimRun(t, r, a, b);
-  }
-  absl::StatusOr<std::vector<SeenDelta>> LoadSeen(int64_t run_id) override {
-    return base_.LoadSeen(run_id);
-  }
-  absl::StatusOr<std::vector<idsync::v1::Reject>> ListRejects(
-      int64_t t, int64_t r, int limit) override {
-    return base_.ListRejects(t, r, limit);
-  }
   // Finishing a run is a commit too.
   absl::Status FinishRun(const RunRow& run) override {
     if (!AllowCommit()) return absl::UnavailableError("simulated crash");
-    return base_.FinishRun(run);
+    return base().FinishRun(run);
   }
   absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
       const RunRow& run) override;
@@ -71,7 +42,6 @@ class FaultyStore final : public Store {
   // True for the one commit that FailOneCommitAfter chose.
   bool FailThisCommit();
 
-  Store& base_;
   std::atomic<int> commits_left_{-1};
   std::atomic<bool> crashed_{false};
   std::atomic<int> fail_once_after_{-1};

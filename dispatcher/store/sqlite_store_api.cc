@@ -1,0 +1,629 @@
+// SqliteStore: the API's reads (on pooled read connections) and writes (in
+// one transaction on the write connection).
+#include <utility>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "connector/status_macros.h"
+#include "dispatcher/store/record_schema.h"
+#include "dispatcher/store/record_writer.h"
+#include "dispatcher/store/sqlite_rows.h"
+#include "dispatcher/store/sqlite_store.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "nlohmann/json.hpp"
+
+namespace idsync {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using idsync::v1::RecordKind;
+
+constexpr size_t kMaxPooledReaders = 16;
+
+// One SELECT ... FROM ... WHERE ... page, with its count.
+struct ListSql {
+  std::string columns;
+  std::string from;
+  std::string id_column;
+  std::vector<std::string> where;
+  std::vector<std::variant<int64_t, std::string>> binds;
+
+  void Where(std::string condition) { where.push_back(std::move(condition)); }
+  template <typename T>
+  void Where(std::string condition, T value) {
+    where.push_back(std::move(condition));
+    binds.emplace_back(std::move(value));
+  }
+};
+
+// Runs the count and the page; calls `row` for each row of the page.
+absl::StatusOr<int64_t> RunList(
+    sqlite3* db, const ListSql& sql, const ListQuery& q,
+    const std::function<void(const Statement&)>& row) {
+  const std::string where = absl::StrJoin(sql.where, " AND ");
+  auto bind_filters = [&](Statement& s) {
+    int i = 1;
+    for (const auto& b : sql.binds) {
+      if (std::holds_alternative<int64_t>(b)) {
+        s.Bind(i++, std::get<int64_t>(b));
+      } else {
+        s.Bind(i++, absl::string_view(std::get<std::string>(b)));
+      }
+    }
+    return i;
+  };
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement count,
+      Statement::Prepare(db, absl::StrCat("SELECT count(*) FROM ", sql.from,
+                                          " WHERE ", where)));
+  bind_filters(count);
+  IDSYNC_ASSIGN_OR_RETURN(bool has_count, count.Step());
+  const int64_t total = has_count ? count.Int(0) : 0;
+  count.Reset();
+
+  std::string page_where = where;
+  if (q.after_id.has_value()) {
+    absl::StrAppend(&page_where, " AND ", sql.id_column, " > ?");
+  }
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement page,
+      Statement::Prepare(
+          db, absl::StrCat("SELECT ", sql.columns, " FROM ", sql.from,
+                           " WHERE ", page_where, " ORDER BY ", sql.id_column,
+                           " LIMIT ? OFFSET ?")));
+  int i = bind_filters(page);
+  if (q.after_id.has_value()) page.Bind(i++, *q.after_id);
+  page.Bind(i++, static_cast<int64_t>(q.limit));
+  page.Bind(i++, q.after_id.has_value() ? int64_t{0} : q.offset);
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool more, page.Step());
+    if (!more) break;
+    row(page);
+  }
+  return total;
+}
+
+google::protobuf::Timestamp Stamp(int64_t us) {
+  return TimeUtil::MicrosecondsToTimestamp(us);
+}
+
+// Builds one record message from a row selected by RecordSql: the column
+// names are the message's field names.
+template <typename Msg>
+Msg ReadRecord(const KindSchema& kind, const Statement& s) {
+  Msg m;
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  const google::protobuf::Reflection* r = m.GetReflection();
+  int c = 0;
+  m.set_id(s.Int(c++));
+  m.set_source(s.Text(c++));
+  m.set_connector_id(s.Int(c++));
+  for (const char* column : kind.columns) {
+    r->SetString(&m, d->FindFieldByName(column), s.Text(c++));
+  }
+  if (!s.IsNull(c)) {
+    auto attributes = nlohmann::json::parse(s.Text(c), nullptr, false);
+    if (attributes.is_object()) {
+      for (const auto& [key, value] : attributes.items()) {
+        if (value.is_string()) (*m.mutable_attributes())[key] = value;
+      }
+    }
+  }
+  ++c;
+  m.set_active(s.Int(c++) != 0);
+  *m.mutable_created_at() = Stamp(s.Int(c++));
+  *m.mutable_updated_at() = Stamp(s.Int(c++));
+  if (!s.IsNull(c)) *m.mutable_deactivated_at() = Stamp(s.Int(c));
+  return m;
+}
+
+ListSql RecordSql(const KindSchema& kind, const ListQuery& q) {
+  ListSql sql;
+  std::vector<std::string> columns = {"r.id", "c.business_id",
+                                      "r.connector_id"};
+  for (const char* column : kind.columns)
+    columns.push_back(absl::StrCat("r.", column));
+  for (const char* column : {"r.attributes", "r.deleted_at IS NULL",
+                             "r.created_at", "r.updated_at", "r.deleted_at"}) {
+    columns.push_back(column);
+  }
+  sql.columns = absl::StrJoin(columns, ", ");
+  sql.from =
+      absl::StrCat(kind.table, " r JOIN connectors c ON c.id = r.connector_id");
+  sql.id_column = "r.id";
+  sql.Where("r.tenant_id=?", q.tenant_id);
+  if (q.connector_id.has_value())
+    sql.Where("r.connector_id=?", *q.connector_id);
+  if (!q.include_inactive) sql.Where("r.deleted_at IS NULL");
+  for (const auto& [column, value] : q.equals) {
+    sql.Where(absl::StrCat("r.", column, "=?"), value);
+  }
+  if (!q.grants_of_identity.empty()) {
+    sql.Where(
+        "EXISTS (SELECT 1 FROM accounts a WHERE a.tenant_id = r.tenant_id AND "
+        "a.connector_id = r.connector_id AND a.external_id = "
+        "r.account_external_id AND a.identity_external_id = ?)",
+        q.grants_of_identity);
+  }
+  return sql;
+}
+
+template <typename Msg>
+absl::StatusOr<int64_t> ListRecords(sqlite3* db, RecordKind kind,
+                                    const ListQuery& q,
+                                    std::vector<Msg>* items) {
+  const KindSchema& schema = SchemaFor(kind);
+  return RunList(db, RecordSql(schema, q), q, [&](const Statement& s) {
+    items->push_back(ReadRecord<Msg>(schema, s));
+  });
+}
+
+constexpr char kTokenColumns[] =
+    "id, tenant_id, name, kind, role, prefix, created_at, revoked_at";
+
+TokenRow ReadToken(const Statement& s) {
+  TokenRow t;
+  t.id = s.Int(0);
+  t.tenant_id = s.Int(1);
+  t.name = s.Text(2);
+  t.kind = s.Text(3);
+  t.role = s.Text(4);
+  t.prefix = s.Text(5);
+  t.created_at = FromMicros(s.Int(6));
+  if (!s.IsNull(7)) t.revoked_at = FromMicros(s.Int(7));
+  return t;
+}
+
+// Runs one statement that returns nothing, with its bindings applied by
+// `bind`.
+absl::Status RunSql(sqlite3* db, const char* sql,
+                    const std::function<void(Statement&)>& bind) {
+  IDSYNC_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, sql));
+  bind(s);
+  return s.Run();
+}
+
+class SqliteWriteTxn final : public WriteTxn {
+ public:
+  SqliteWriteTxn(sqlite3* db, absl::Time now) : db_(db), now_(now) {}
+
+  absl::Time now() const override { return now_; }
+  sqlite3* db() const { return db_; }
+
+  absl::StatusOr<int64_t> ApiConnector(int64_t tenant_id) override {
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement find,
+        Statement::Prepare(db_,
+                           "SELECT id FROM connectors WHERE tenant_id=? AND "
+                           "business_id='api' AND type='api'"));
+    find.Bind(1, tenant_id);
+    IDSYNC_ASSIGN_OR_RETURN(bool found, find.Step());
+    if (found) return find.Int(0);
+    ConnectorRow row;
+    row.tenant_id = tenant_id;
+    row.business_id = "api";
+    row.type = "api";
+    return InsertConnector(row);
+  }
+
+  absl::StatusOr<int64_t> InsertRecord(int64_t tenant_id, int64_t connector_id,
+                                       RecordKind kind,
+                                       const google::protobuf::Message& record,
+                                       uint64_t content_hash) override {
+    IDSYNC_RETURN_IF_ERROR(PrepareRecords());
+    return records_->Insert(Scope(tenant_id, connector_id), kind, record,
+                            content_hash);
+  }
+
+  absl::Status UpdateRecord(int64_t tenant_id, int64_t connector_id,
+                            RecordKind kind, int64_t id,
+                            const google::protobuf::Message& record,
+                            uint64_t content_hash) override {
+    IDSYNC_RETURN_IF_ERROR(PrepareRecords());
+    return records_->Update(Scope(tenant_id, connector_id), kind, id, record,
+                            content_hash);
+  }
+
+  absl::Status DeactivateRecord(RecordKind kind, int64_t id) override {
+    IDSYNC_RETURN_IF_ERROR(PrepareRecords());
+    return records_->MarkDeleted(Scope(0, 0), kind, id);
+  }
+
+  absl::StatusOr<int64_t> InsertConnector(const ConnectorRow& row) override {
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(
+            db_,
+            "INSERT INTO connectors(tenant_id, business_id, type, mode, "
+            "config, deletion_threshold, created_at, updated_at) "
+            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(tenant_id, business_id) DO "
+            "NOTHING"));
+    s.Bind(1, row.tenant_id).Bind(2, row.business_id).Bind(3, row.type);
+    s.Bind(4, row.mode)
+        .Bind(5, row.config_json)
+        .Bind(6, row.deletion_threshold);
+    s.Bind(7, Micros(now_)).Bind(8, Micros(now_));
+    IDSYNC_RETURN_IF_ERROR(s.Run());
+    if (sqlite3_changes(db_) == 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "a connector named '", row.business_id, "' already exists"));
+    }
+    return sqlite3_last_insert_rowid(db_);
+  }
+
+  absl::Status UpdateConnector(const ConnectorRow& row) override {
+    return RunSql(db_,
+                  "UPDATE connectors SET mode=?, config=?, "
+                  "deletion_threshold=?, updated_at=? WHERE tenant_id=? AND "
+                  "id=?",
+                  [&](Statement& s) {
+                    s.Bind(1, row.mode).Bind(2, row.config_json);
+                    s.Bind(3, row.deletion_threshold).Bind(4, Micros(now_));
+                    s.Bind(5, row.tenant_id).Bind(6, row.id);
+                  });
+  }
+
+  absl::Status SetConnectorAuth(int64_t tenant_id, int64_t id,
+                                absl::string_view sealed) override {
+    return RunSql(db_,
+                  "UPDATE connectors SET auth_config=?, updated_at=? WHERE "
+                  "tenant_id=? AND id=?",
+                  [&](Statement& s) {
+                    if (sealed.empty()) {
+                      s.BindNull(1);
+                    } else {
+                      s.BindBlob(1, sealed);
+                    }
+                    s.Bind(2, Micros(now_)).Bind(3, tenant_id).Bind(4, id);
+                  });
+  }
+
+  absl::Status DeleteConnector(int64_t tenant_id, int64_t id) override {
+    std::vector<std::string> tables;
+    for (const KindSchema& k : AllKinds()) {
+      tables.push_back(k.key_table);
+      tables.push_back(k.table);
+    }
+    tables.push_back("sync_runs");  // Rejects and seen ids cascade.
+    for (const std::string& table : tables) {
+      const std::string sql = absl::StrCat(
+          "DELETE FROM ", table, " WHERE tenant_id=? AND connector_id=?");
+      IDSYNC_RETURN_IF_ERROR(RunSql(db_, sql.c_str(), [&](Statement& s) {
+        s.Bind(1, tenant_id).Bind(2, id);
+      }));
+    }
+    return RunSql(db_, "DELETE FROM connectors WHERE tenant_id=? AND id=?",
+                  [&](Statement& s) { s.Bind(1, tenant_id).Bind(2, id); });
+  }
+
+  absl::StatusOr<RunRow> InsertRun(const RunRow& run) override {
+    absl::StatusOr<int64_t> id = InsertRunRow(db_, run);
+    if (absl::IsFailedPrecondition(id.status())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "connector ", run.connector_id, " already has an active run"));
+    }
+    IDSYNC_RETURN_IF_ERROR(id.status());
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement s,
+        Statement::Prepare(db_, absl::StrCat("SELECT ", kRunColumns,
+                                             " FROM sync_runs WHERE id=?")));
+    s.Bind(1, *id);
+    IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
+    if (!found) return absl::InternalError("store: new run vanished");
+    return ReadRun(s);
+  }
+
+  absl::StatusOr<int64_t> InsertToken(const TokenRow& row,
+                                      absl::string_view hash) override {
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db_,
+               "INSERT INTO tokens(tenant_id, name, kind, role, hash, prefix, "
+               "created_at) VALUES(?,?,?,?,?,?,?)",
+               [&](Statement& s) {
+                 s.Bind(1, row.tenant_id).Bind(2, row.name).Bind(3, row.kind);
+                 s.Bind(4, row.role).BindBlob(5, hash).Bind(6, row.prefix);
+                 s.Bind(7, Micros(now_));
+               }));
+    return sqlite3_last_insert_rowid(db_);
+  }
+
+  absl::Status RevokeToken(int64_t tenant_id, int64_t id) override {
+    return RunSql(db_,
+                  "UPDATE tokens SET revoked_at=? WHERE tenant_id=? AND id=? "
+                  "AND revoked_at IS NULL",
+                  [&](Statement& s) {
+                    s.Bind(1, Micros(now_)).Bind(2, tenant_id).Bind(3, id);
+                  });
+  }
+
+  absl::Status Audit(const AuditEntry& e) override {
+    return RunSql(db_,
+                  "INSERT INTO audit_events(tenant_id, at, actor, action, "
+                  "resource_type, resource_id, request_id, details) "
+                  "VALUES(?,?,?,?,?,?,?,?)",
+                  [&](Statement& s) {
+                    s.Bind(1, e.tenant_id).Bind(2, Micros(now_));
+                    s.Bind(3, e.actor).Bind(4, e.action);
+                    s.Bind(5, e.resource_type).Bind(6, e.resource_id);
+                    s.Bind(7, e.request_id).Bind(8, e.details_json);
+                  });
+  }
+
+  absl::Status CompleteIdempotent(int64_t tenant_id, absl::string_view key,
+                                  int status,
+                                  absl::string_view response) override {
+    return RunSql(db_,
+                  "UPDATE idempotency_keys SET state='done', status=?, "
+                  "response=? WHERE tenant_id=? AND key=?",
+                  [&](Statement& s) {
+                    s.Bind(1, static_cast<int64_t>(status));
+                    s.BindBlob(2, response).Bind(3, tenant_id).Bind(4, key);
+                  });
+  }
+
+ private:
+  absl::Status PrepareRecords() {
+    if (records_.has_value()) return absl::OkStatus();
+    IDSYNC_ASSIGN_OR_RETURN(records_, RecordWriter::Prepare(db_));
+    return absl::OkStatus();
+  }
+  RecordScope Scope(int64_t tenant_id, int64_t connector_id) const {
+    RecordScope scope;
+    scope.tenant_id = tenant_id;
+    scope.connector_id = connector_id;
+    scope.now_us = Micros(now_);
+    return scope;
+  }
+
+  sqlite3* const db_;
+  const absl::Time now_;
+  std::optional<RecordWriter> records_;
+};
+
+// The connection of a transaction that SqliteStore::Write opened.
+sqlite3* Raw(WriteTxn& txn) { return static_cast<SqliteWriteTxn&>(txn).db(); }
+
+}  // namespace
+
+SqliteStore::ReadLease::~ReadLease() {
+  if (db_ == nullptr) return;
+  absl::MutexLock lock(&store_.pool_mu_);
+  if (store_.readers_.size() < kMaxPooledReaders) {
+    store_.readers_.push_back(std::move(db_));
+  }
+}
+
+absl::StatusOr<SqliteStore::ReadLease> SqliteStore::Reader() {
+  {
+    absl::MutexLock lock(&pool_mu_);
+    if (!readers_.empty()) {
+      SqliteDb db = std::move(readers_.back());
+      readers_.pop_back();
+      return ReadLease(*this, std::move(db));
+    }
+  }
+  IDSYNC_ASSIGN_OR_RETURN(SqliteDb db, OpenSqlite(path_, /*read_only=*/true));
+  return ReadLease(*this, std::move(db));
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListIdentities(
+    const ListQuery& q, std::vector<idsync::v1::Identity>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  return ListRecords(db.get(), idsync::v1::RECORD_KIND_IDENTITY, q, items);
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListAccounts(
+    const ListQuery& q, std::vector<idsync::v1::Account>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  return ListRecords(db.get(), idsync::v1::RECORD_KIND_ACCOUNT, q, items);
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListEntitlements(
+    const ListQuery& q, std::vector<idsync::v1::Entitlement>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  return ListRecords(db.get(), idsync::v1::RECORD_KIND_ENTITLEMENT, q, items);
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListGrants(
+    const ListQuery& q, std::vector<idsync::v1::Grant>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  return ListRecords(db.get(), idsync::v1::RECORD_KIND_GRANT, q, items);
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListConnectors(
+    const ListQuery& q, std::vector<ConnectorRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kConnectorColumns;
+  sql.from = "connectors";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  sql.Where("type != 'api'");  // The API's own source is not a connector.
+  if (q.connector_id.has_value()) sql.Where("id=?", *q.connector_id);
+  return RunList(db.get(), sql, q, [&](const Statement& s) {
+    items->push_back(ReadConnector(s));
+  });
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListRuns(const ListQuery& q,
+                                              std::vector<RunRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kRunColumns;
+  sql.from = "sync_runs";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  if (q.connector_id.has_value()) sql.Where("connector_id=?", *q.connector_id);
+  for (const auto& [column, value] : q.equals) {
+    sql.Where(absl::StrCat(column, "=?"), value);
+  }
+  return RunList(db.get(), sql, q,
+                 [&](const Statement& s) { items->push_back(ReadRun(s)); });
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListTokens(const ListQuery& q,
+                                                std::vector<TokenRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kTokenColumns;
+  sql.from = "tokens";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  for (const auto& [column, value] : q.equals) {
+    sql.Where(absl::StrCat(column, "=?"), value);
+  }
+  return RunList(db.get(), sql, q,
+                 [&](const Statement& s) { items->push_back(ReadToken(s)); });
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListAudit(
+    const ListQuery& q, std::vector<idsync::v1::AuditEvent>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns =
+      "id, at, actor, action, resource_type, resource_id, request_id, details";
+  sql.from = "audit_events";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  for (const auto& [column, value] : q.equals) {
+    sql.Where(absl::StrCat(column, "=?"), value);
+  }
+  return RunList(db.get(), sql, q, [&](const Statement& s) {
+    idsync::v1::AuditEvent& e = items->emplace_back();
+    e.set_id(s.Int(0));
+    *e.mutable_at() = Stamp(s.Int(1));
+    e.set_actor(s.Text(2));
+    e.set_action(s.Text(3));
+    e.set_resource_type(s.Text(4));
+    e.set_resource_id(s.Text(5));
+    e.set_request_id(s.Text(6));
+    // Written by us as a JSON object; a parse failure leaves it empty.
+    (void)google::protobuf::util::JsonStringToMessage(s.Text(7),
+                                                      e.mutable_details());
+  });
+}
+
+absl::StatusOr<std::string> SqliteStore::ConnectorAuth(int64_t tenant_id,
+                                                       int64_t id) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db.get(),
+                         "SELECT auth_config FROM connectors WHERE "
+                         "tenant_id=? AND id=?"));
+  s.Bind(1, tenant_id).Bind(2, id);
+  IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found)
+    return absl::NotFoundError(absl::StrCat("connector ", id, " not found"));
+  return s.Blob(0);
+}
+
+absl::StatusOr<TokenRow> SqliteStore::FindToken(absl::string_view hash) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db.get(), absl::StrCat("SELECT ", kTokenColumns,
+                                                " FROM tokens WHERE hash=?")));
+  s.BindBlob(1, hash);
+  IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return absl::NotFoundError("unknown token");
+  return ReadToken(s);
+}
+
+absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s, Statement::Prepare(
+                       db.get(), absl::StrCat("SELECT ", kRunColumns,
+                                              " FROM sync_runs WHERE "
+                                              "status='running' ORDER BY id")));
+  std::vector<RunRow> runs;
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    runs.push_back(ReadRun(s));
+  }
+  return runs;
+}
+
+absl::Status SqliteStore::Write(const WriteBody& body) {
+  absl::MutexLock lock(&mu_);
+  sqlite3* db = db_.get();
+  IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+  absl::Status s;
+  {
+    SqliteWriteTxn txn(db, absl::Now());
+    s = body(txn);
+  }  // Statements are finalized before the transaction ends.
+  if (s.ok()) s = Exec(db, "COMMIT");
+  if (!s.ok()) Exec(db, "ROLLBACK").IgnoreError();
+  return s;
+}
+
+absl::StatusOr<IdempotencyState> SqliteStore::BeginIdempotent(
+    int64_t tenant_id, absl::string_view key, absl::string_view request_hash,
+    absl::Duration stale_after) {
+  IdempotencyState state;
+  IDSYNC_RETURN_IF_ERROR(Write([&](WriteTxn& txn) -> absl::Status {
+    sqlite3* db = Raw(txn);
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement find,
+        Statement::Prepare(db,
+                           "SELECT request_hash, state, status, response, "
+                           "created_at FROM idempotency_keys WHERE "
+                           "tenant_id=? AND key=?"));
+    find.Bind(1, tenant_id).Bind(2, key);
+    IDSYNC_ASSIGN_OR_RETURN(bool found, find.Step());
+    const int64_t now = Micros(txn.now());
+    if (found) {
+      const bool same = find.Blob(0) == request_hash;
+      const std::string current = find.Text(1);
+      const bool stale = current == "in_flight" &&
+                         FromMicros(find.Int(4)) + stale_after < txn.now();
+      if (current == "done") {
+        state.kind =
+            same ? IdempotencyState::kDone : IdempotencyState::kMismatch;
+        state.status = static_cast<int>(find.Int(2));
+        state.response = find.Blob(3);
+        return absl::OkStatus();
+      }
+      if (!stale) {
+        state.kind = IdempotencyState::kInFlight;
+        return absl::OkStatus();
+      }
+    }
+    find.Reset();
+    state.kind = IdempotencyState::kNew;
+    return RunSql(
+        db,
+        "INSERT OR REPLACE INTO idempotency_keys(tenant_id, key, "
+        "request_hash, state, created_at) VALUES(?,?,?,'in_flight',?)",
+        [&](Statement& s) {
+          s.Bind(1, tenant_id).Bind(2, key).BindBlob(3, request_hash);
+          s.Bind(4, now);
+        });
+  }));
+  return state;
+}
+
+absl::Status SqliteStore::AbandonIdempotent(int64_t tenant_id,
+                                            absl::string_view key) {
+  return Write([&](WriteTxn& txn) {
+    return RunSql(Raw(txn),
+                  "DELETE FROM idempotency_keys WHERE tenant_id=? AND key=? "
+                  "AND state='in_flight'",
+                  [&](Statement& s) { s.Bind(1, tenant_id).Bind(2, key); });
+  });
+}
+
+absl::Status SqliteStore::ExpireIdempotent(absl::Duration age) {
+  return Write([&](WriteTxn& txn) {
+    return RunSql(Raw(txn), "DELETE FROM idempotency_keys WHERE created_at < ?",
+                  [&](Statement& s) { s.Bind(1, Micros(txn.now() - age)); });
+  });
+}
+
+}  // namespace idsync
