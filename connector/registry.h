@@ -23,7 +23,10 @@ namespace idsync {
 struct ConnectorSpec {
   std::string business_id;
   google::protobuf::Struct config;  // Non-secret settings.
-  Clock* clock = &Clock::Real();    // Must outlive the connector.
+  // Secrets (passwords, client secrets), for TestConnection; Sync gets them
+  // again in SyncRequest.auth_config. Never log them.
+  google::protobuf::Struct auth_config;
+  Clock* clock = &Clock::Real();  // Must outlive the connector.
 };
 
 using ConnectorFactory =

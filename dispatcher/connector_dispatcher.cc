@@ -7,7 +7,8 @@
 namespace idsync {
 
 absl::StatusOr<std::unique_ptr<Connector>> ConnectorDispatcher::ConnectorFor(
-    const ConnectorRow& row) const {
+    const ConnectorRow& row,
+    const google::protobuf::Struct& auth_config) const {
   if (row.mode != "hosted") {
     return absl::UnimplementedError(
         absl::StrCat("connector '", row.business_id, "': mode '",
@@ -16,6 +17,7 @@ absl::StatusOr<std::unique_ptr<Connector>> ConnectorDispatcher::ConnectorFor(
   ConnectorSpec spec;
   spec.business_id = row.business_id;
   spec.clock = &clock_;
+  spec.auth_config = auth_config;
   auto parsed = google::protobuf::util::JsonStringToMessage(row.config_json,
                                                             &spec.config);
   if (!parsed.ok()) {

@@ -23,7 +23,8 @@ class ConnectorDispatcher {
   // kInvalidArgument for a bad config; kUnimplemented for modes this build
   // cannot serve.
   absl::StatusOr<std::unique_ptr<Connector>> ConnectorFor(
-      const ConnectorRow& row) const;
+      const ConnectorRow& row,
+      const google::protobuf::Struct& auth_config = {}) const;
 
  private:
   const ConnectorRegistry& registry_;

@@ -157,6 +157,7 @@ class SyncEngine::Execution {
 
  private:
   absl::Status ExecuteSteps() {
+    IDSYNC_RETURN_IF_ERROR(CheckCancelled());  // Cancelled while queued.
     IDSYNC_ASSIGN_OR_RETURN(writer_, engine_.store_.OpenRunWriter(run_));
     if (resumed_) {
       IDSYNC_ASSIGN_OR_RETURN(std::vector<SeenDelta> deltas,
@@ -561,6 +562,16 @@ absl::StatusOr<RunRow> SyncEngine::Run(Connector& connector,
 SyncEngine::Reservation::Reservation(Reservation&& other) noexcept
     : owner_(std::move(other.owner_)) {
   other.owner_.clear();
+}
+
+SyncEngine::Reservation& SyncEngine::Reservation::operator=(
+    Reservation&& other) noexcept {
+  if (this != &other) {
+    if (!owner_.empty()) ExecutingRuns::Get().Unregister(owner_);
+    owner_ = std::move(other.owner_);
+    other.owner_.clear();
+  }
+  return *this;
 }
 
 SyncEngine::Reservation::~Reservation() {

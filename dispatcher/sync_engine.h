@@ -84,7 +84,7 @@ class SyncEngine {
   class Reservation {
    public:
     Reservation(Reservation&& other) noexcept;
-    Reservation& operator=(Reservation&&) = delete;
+    Reservation& operator=(Reservation&& other) noexcept;
     ~Reservation();
     const std::string& owner() const { return owner_; }
 

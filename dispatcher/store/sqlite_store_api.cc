@@ -137,6 +137,7 @@ ListSql RecordSql(const KindSchema& kind, const ListQuery& q) {
   sql.Where("r.tenant_id=?", q.tenant_id);
   if (q.connector_id.has_value())
     sql.Where("r.connector_id=?", *q.connector_id);
+  if (!q.source.empty()) sql.Where("c.business_id=?", q.source);
   if (!q.include_inactive) sql.Where("r.deleted_at IS NULL");
   for (const auto& [column, value] : q.equals) {
     sql.Where(absl::StrCat("r.", column, "=?"), value);

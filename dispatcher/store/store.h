@@ -137,6 +137,7 @@ struct ListQuery {
   int64_t offset = 0;
   std::optional<int64_t> after_id;      // Cursor paging: rows with id > this.
   std::optional<int64_t> connector_id;  // Filters below are ANDed.
+  std::string source;                   // Records: the connector's business_id.
   bool include_inactive = false;
   // Exact matches on record columns. Column names come from code, never from
   // requests.

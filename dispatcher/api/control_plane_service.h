@@ -1,0 +1,138 @@
+// ControlPlaneService: the dispatcher's admin API as plain C++ on the
+// ControlPlane proto messages. The REST facade and the gRPC service both
+// call it, so the two faces cannot drift. It authenticates tokens, checks
+// roles, validates input, scopes everything by the caller's tenant, writes
+// each change together with its audit event, and starts syncs on the
+// workers. Thread-safe.
+#ifndef IDSYNC_DISPATCHER_API_CONTROL_PLANE_SERVICE_H_
+#define IDSYNC_DISPATCHER_API_CONTROL_PLANE_SERVICE_H_
+
+#include <functional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "connector/clock.h"
+#include "connector/registry.h"
+#include "dispatcher/secrets.h"
+#include "dispatcher/store/store.h"
+#include "dispatcher/sync_workers.h"
+#include "idsync/v1/control_plane.pb.h"
+
+namespace idsync {
+
+// Who is calling: from the bearer token.
+struct Caller {
+  int64_t tenant_id = 0;
+  int64_t token_id = 0;
+  std::string token_name;
+  std::string role;  // "admin" or "auditor".
+  std::string request_id;
+  std::string Actor() const;
+};
+
+// Runs inside a write's transaction once its response is known, e.g. to
+// store that response under an Idempotency-Key in the same commit.
+using BeforeCommit = std::function<absl::Status(
+    const google::protobuf::Message& response, WriteTxn& txn)>;
+
+inline constexpr int kDefaultPageSize = 50;
+inline constexpr int kMaxPageSize = 500;
+
+class ControlPlaneService {
+ public:
+  // Everything passed must outlive the service.
+  ControlPlaneService(Store& store, const ConnectorRegistry& registry,
+                      const SecretBox& secrets, SyncWorkers& workers);
+
+  // Resolves an "Authorization: Bearer <token>" header. kUnauthenticated for
+  // a missing, malformed, unknown or revoked token; kPermissionDenied for a
+  // token that only works elsewhere (agent and registration tokens).
+  absl::StatusOr<Caller> Authenticate(absl::string_view authorization,
+                                      std::string request_id);
+
+  absl::StatusOr<idsync::v1::ListIdentitiesResponse> ListIdentities(
+      const Caller& caller, const idsync::v1::ListIdentitiesRequest& request);
+  absl::StatusOr<idsync::v1::Identity> GetIdentity(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::Identity> CreateIdentity(
+      const Caller& caller, const idsync::v1::CreateIdentityRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::Identity> UpdateIdentity(
+      const Caller& caller, const idsync::v1::UpdateIdentityRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::Identity> DeactivateIdentity(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+
+  absl::StatusOr<idsync::v1::ListAccountsResponse> ListAccounts(
+      const Caller& caller, const idsync::v1::ListAccountsRequest& request);
+  absl::StatusOr<idsync::v1::Account> GetAccount(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::ListEntitlementsResponse> ListEntitlements(
+      const Caller& caller, const idsync::v1::ListEntitlementsRequest& request);
+  absl::StatusOr<idsync::v1::Entitlement> GetEntitlement(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::ListGrantsResponse> ListGrants(
+      const Caller& caller, const idsync::v1::ListGrantsRequest& request);
+  absl::StatusOr<idsync::v1::Grant> GetGrant(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+
+  absl::StatusOr<idsync::v1::ConfiguredConnector> CreateConnector(
+      const Caller& caller, const idsync::v1::CreateConnectorRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListConnectorsResponse> ListConnectors(
+      const Caller& caller, const idsync::v1::PageRequest& request);
+  absl::StatusOr<idsync::v1::ConfiguredConnector> GetConnector(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::ConfiguredConnector> UpdateConnector(
+      const Caller& caller, const idsync::v1::UpdateConnectorRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::DeleteConnectorResponse> DeleteConnector(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::TestConnectorResponse> TestConnector(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::SyncRun> StartSync(
+      const Caller& caller, const idsync::v1::StartSyncRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListSyncRunsResponse> ListSyncRuns(
+      const Caller& caller, const idsync::v1::ListSyncRunsRequest& request);
+
+  absl::StatusOr<idsync::v1::SyncRun> GetSyncRun(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::SyncRun> CancelSyncRun(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+
+  absl::StatusOr<idsync::v1::CreateTokenResponse> CreateToken(
+      const Caller& caller, const idsync::v1::CreateTokenRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListTokensResponse> ListTokens(
+      const Caller& caller, const idsync::v1::ListTokensRequest& request);
+  absl::StatusOr<idsync::v1::Token> RevokeToken(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+
+  absl::StatusOr<idsync::v1::ListAuditEventsResponse> ListAuditEvents(
+      const Caller& caller, const idsync::v1::ListAuditEventsRequest& request);
+
+  // Creates the tenant if needed and its first admin token, returned once.
+  // kAlreadyExists if the tenant already has an admin token.
+  static absl::StatusOr<std::string> Bootstrap(Store& store,
+                                               absl::string_view tenant);
+
+ private:
+  absl::StatusOr<ConnectorRow> FindConnector(const Caller& caller, int64_t id);
+
+  Store& store_;
+  const ConnectorRegistry& registry_;
+  const SecretBox& secrets_;
+  SyncWorkers& workers_;
+};
+
+// The API's view of a run.
+idsync::v1::SyncRun ToProto(const RunRow& run);
+
+}  // namespace idsync
+
+#endif  // IDSYNC_DISPATCHER_API_CONTROL_PLANE_SERVICE_H_

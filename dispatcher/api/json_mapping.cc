@@ -1,0 +1,419 @@
+#include "dispatcher/api/json_mapping.h"
+
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "connector/status_macros.h"
+#include "connector/text.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/timestamp.pb.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace idsync {
+namespace {
+
+using google::protobuf::Descriptor;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+using google::protobuf::Reflection;
+using google::protobuf::util::TimeUtil;
+
+bool IsTimestamp(const Descriptor* d) {
+  return d->full_name() == "google.protobuf.Timestamp";
+}
+bool IsStruct(const Descriptor* d) {
+  return d->full_name() == "google.protobuf.Struct";
+}
+
+// --- Struct <-> JSON
+// -------------------------------------------------------------
+
+nlohmann::json ValueToJson(const google::protobuf::Value& v);
+
+nlohmann::json StructToJson(const google::protobuf::Struct& s) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : s.fields()) out[key] = ValueToJson(value);
+  return out;
+}
+
+nlohmann::json ValueToJson(const google::protobuf::Value& v) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kBoolValue:
+      return v.bool_value();
+    case google::protobuf::Value::kNumberValue:
+      return v.number_value();
+    case google::protobuf::Value::kStringValue:
+      return v.string_value();
+    case google::protobuf::Value::kStructValue:
+      return StructToJson(v.struct_value());
+    case google::protobuf::Value::kListValue: {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& item : v.list_value().values()) {
+        list.push_back(ValueToJson(item));
+      }
+      return list;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+void JsonToValue(const nlohmann::json& j, google::protobuf::Value* v);
+
+void JsonToStruct(const nlohmann::json& j, google::protobuf::Struct* s) {
+  for (const auto& [key, value] : j.items()) {
+    JsonToValue(value, &(*s->mutable_fields())[key]);
+  }
+}
+
+void JsonToValue(const nlohmann::json& j, google::protobuf::Value* v) {
+  if (j.is_boolean()) {
+    v->set_bool_value(j.get<bool>());
+  } else if (j.is_number()) {
+    v->set_number_value(j.get<double>());
+  } else if (j.is_string()) {
+    v->set_string_value(j.get<std::string>());
+  } else if (j.is_object()) {
+    JsonToStruct(j, v->mutable_struct_value());
+  } else if (j.is_array()) {
+    for (const auto& item : j)
+      JsonToValue(item, v->mutable_list_value()->add_values());
+  } else {
+    v->set_null_value(google::protobuf::NULL_VALUE);
+  }
+}
+
+// --- Output
+// ----------------------------------------------------------------------
+
+nlohmann::json ScalarToJson(const Message& m, const FieldDescriptor* f,
+                            int index) {
+  const Reflection* r = m.GetReflection();
+  const bool repeated = f->is_repeated();
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      return repeated ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f);
+    case FieldDescriptor::CPPTYPE_INT64:
+      return repeated ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f);
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return repeated ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f);
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return repeated ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f);
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return repeated ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f);
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return repeated ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f);
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return repeated ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f);
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return repeated ? r->GetRepeatedEnum(m, f, index)->name()
+                      : r->GetEnum(m, f)->name();
+    case FieldDescriptor::CPPTYPE_STRING:
+      return repeated ? r->GetRepeatedString(m, f, index) : r->GetString(m, f);
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      const Message& sub =
+          repeated ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f);
+      return ToJson(sub);
+    }
+  }
+  return nullptr;
+}
+
+// --- Input
+// -----------------------------------------------------------------------
+
+absl::Status Bad(const std::string& path, absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("'", path, "' ", what));
+}
+
+absl::Status SetScalar(const nlohmann::json& j, const FieldDescriptor* f,
+                       const std::string& path, Message* m) {
+  const Reflection* r = m->GetReflection();
+  const bool repeated = f->is_repeated();
+  auto integer = [&](int64_t min, int64_t max, int64_t* out) -> absl::Status {
+    if (j.is_number_integer()) {
+      if (j.is_number_unsigned() && j.get<uint64_t>() > uint64_t(max)) {
+        return Bad(path, "is out of range");
+      }
+      *out = j.get<int64_t>();
+    } else if (j.is_number_float() &&
+               std::trunc(j.get<double>()) == j.get<double>() &&
+               std::fabs(j.get<double>()) < 9.007199254740992e15) {
+      *out = static_cast<int64_t>(j.get<double>());
+    } else {
+      return Bad(path, "must be an integer");
+    }
+    if (*out < min || *out > max) return Bad(path, "is out of range");
+    return absl::OkStatus();
+  };
+  int64_t i = 0;
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+      IDSYNC_RETURN_IF_ERROR(integer(std::numeric_limits<int32_t>::min(),
+                                     std::numeric_limits<int32_t>::max(), &i));
+      repeated ? r->AddInt32(m, f, static_cast<int32_t>(i))
+               : r->SetInt32(m, f, static_cast<int32_t>(i));
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_INT64:
+      IDSYNC_RETURN_IF_ERROR(integer(std::numeric_limits<int64_t>::min(),
+                                     std::numeric_limits<int64_t>::max(), &i));
+      repeated ? r->AddInt64(m, f, i) : r->SetInt64(m, f, i);
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      if (!j.is_number()) return Bad(path, "must be a number");
+      repeated ? r->AddDouble(m, f, j.get<double>())
+               : r->SetDouble(m, f, j.get<double>());
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_BOOL:
+      if (!j.is_boolean()) return Bad(path, "must be true or false");
+      repeated ? r->AddBool(m, f, j.get<bool>())
+               : r->SetBool(m, f, j.get<bool>());
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_STRING: {
+      if (!j.is_string()) return Bad(path, "must be a string");
+      const std::string& s = j.get_ref<const std::string&>();
+      repeated ? r->AddString(m, f, s) : r->SetString(m, f, s);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      if (!j.is_string()) return Bad(path, "must be a string");
+      const auto* value = f->enum_type()->FindValueByName(j.get<std::string>());
+      if (value == nullptr) return Bad(path, "is not a known value");
+      repeated ? r->AddEnum(m, f, value) : r->SetEnum(m, f, value);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE: {
+      Message* sub = repeated ? r->AddMessage(m, f) : r->MutableMessage(m, f);
+      const Descriptor* d = f->message_type();
+      if (IsTimestamp(d)) {
+        if (!j.is_string() ||
+            !TimeUtil::FromString(
+                j.get<std::string>(),
+                static_cast<google::protobuf::Timestamp*>(sub))) {
+          return Bad(path, "must be an RFC 3339 time");
+        }
+        return absl::OkStatus();
+      }
+      if (IsStruct(d)) {
+        if (!j.is_object()) return Bad(path, "must be an object");
+        JsonToStruct(j, static_cast<google::protobuf::Struct*>(sub));
+        return absl::OkStatus();
+      }
+      if (!j.is_object()) return Bad(path, "must be an object");
+      return FromJson(j, sub);
+    }
+    default:
+      return Bad(path, "has a type this API does not accept");
+  }
+}
+
+int Depth(const nlohmann::json& j) {
+  if (!j.is_structured()) return 0;
+  int deepest = 0;
+  for (const auto& item : j) deepest = std::max(deepest, Depth(item));
+  return deepest + 1;
+}
+
+}  // namespace
+
+nlohmann::json ToJson(const Message& message) {
+  const Descriptor* d = message.GetDescriptor();
+  if (IsTimestamp(d)) {
+    return TimeUtil::ToString(
+        static_cast<const google::protobuf::Timestamp&>(message));
+  }
+  if (IsStruct(d)) {
+    return StructToJson(static_cast<const google::protobuf::Struct&>(message));
+  }
+  const Reflection* r = message.GetReflection();
+  nlohmann::json out = nlohmann::json::object();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_map()) {
+      nlohmann::json map = nlohmann::json::object();
+      for (int k = 0; k < r->FieldSize(message, f); ++k) {
+        const Message& entry = r->GetRepeatedMessage(message, f, k);
+        const Descriptor* e = entry.GetDescriptor();
+        map[entry.GetReflection()->GetString(entry,
+                                             e->FindFieldByName("key"))] =
+            ScalarToJson(entry, e->FindFieldByName("value"), 0);
+      }
+      out[f->name()] = map;
+    } else if (f->is_repeated()) {
+      nlohmann::json list = nlohmann::json::array();
+      for (int k = 0; k < r->FieldSize(message, f); ++k) {
+        list.push_back(ScalarToJson(message, f, k));
+      }
+      out[f->name()] = list;
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (r->HasField(message, f)) {
+        out[f->name()] = ScalarToJson(message, f, 0);
+      } else if (IsTimestamp(f->message_type())) {
+        out[f->name()] = nullptr;
+      }
+    } else if (!f->has_presence() || r->HasField(message, f)) {
+      out[f->name()] = ScalarToJson(message, f, 0);
+    }
+  }
+  return out;
+}
+
+absl::Status FromJson(const nlohmann::json& json, Message* message) {
+  if (!json.is_object())
+    return absl::InvalidArgumentError("the body must be a JSON object");
+  const Descriptor* d = message->GetDescriptor();
+  const Reflection* r = message->GetReflection();
+  for (const auto& [key, value] : json.items()) {
+    const FieldDescriptor* f = d->FindFieldByName(key);
+    if (f == nullptr) f = d->FindFieldByCamelcaseName(key);
+    if (f == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown field '", Excerpt(key, 64), "'"));
+    }
+    if (value.is_null()) continue;  // Same as absent.
+    if (f->is_map()) {
+      if (!value.is_object()) return Bad(key, "must be an object");
+      const FieldDescriptor* vf = f->message_type()->FindFieldByName("value");
+      for (const auto& [k, v] : value.items()) {
+        Message* entry = r->AddMessage(message, f);
+        entry->GetReflection()->SetString(
+            entry, f->message_type()->FindFieldByName("key"), k);
+        IDSYNC_RETURN_IF_ERROR(
+            SetScalar(v, vf, absl::StrCat(key, ".", Excerpt(k, 64)), entry));
+      }
+    } else if (f->is_repeated()) {
+      if (!value.is_array()) return Bad(key, "must be an array");
+      for (const auto& item : value) {
+        IDSYNC_RETURN_IF_ERROR(SetScalar(item, f, key, message));
+      }
+    } else {
+      IDSYNC_RETURN_IF_ERROR(SetScalar(value, f, key, message));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseJson(absl::string_view text, Message* message) {
+  message->Clear();
+  nlohmann::json json = nlohmann::json::parse(text.begin(), text.end(), nullptr,
+                                              /*allow_exceptions=*/false);
+  if (json.is_discarded()) {
+    return absl::InvalidArgumentError(
+        "the body is not valid JSON (or not valid UTF-8)");
+  }
+  if (Depth(json) > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body nests deeper than ", kMaxJsonDepth, " levels"));
+  }
+  return FromJson(json, message);
+}
+
+absl::Status SetFieldFromString(const std::string& name,
+                                absl::string_view value, Message* message) {
+  const FieldDescriptor* f = message->GetDescriptor()->FindFieldByName(name);
+  if (f == nullptr || f->is_repeated() ||
+      f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown parameter '", Excerpt(name, 64), "'"));
+  }
+  nlohmann::json j;
+  switch (f->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t i = 0;
+      if (!absl::SimpleAtoi(value, &i)) return Bad(name, "must be an integer");
+      j = i;
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_DOUBLE: {
+      double d = 0;
+      if (!absl::SimpleAtod(value, &d)) return Bad(name, "must be a number");
+      j = d;
+      break;
+    }
+    case FieldDescriptor::CPPTYPE_BOOL:
+      if (value != "true" && value != "false") {
+        return Bad(name, "must be true or false");
+      }
+      j = value == "true";
+      break;
+    default:
+      j = std::string(value);
+  }
+  if (j.is_string() && !IsValidUtf8(j.get<std::string>())) {
+    return Bad(name, "is not valid UTF-8");
+  }
+  return SetScalar(j, f, name, message);
+}
+
+nlohmann::json SchemaOf(const Descriptor* d, bool response,
+                        std::set<std::string>* referenced) {
+  auto scalar = [&](const FieldDescriptor* f) -> nlohmann::json {
+    switch (f->cpp_type()) {
+      case FieldDescriptor::CPPTYPE_INT32:
+        return {{"type", "integer"}, {"format", "int32"}};
+      case FieldDescriptor::CPPTYPE_INT64:
+        return {{"type", "integer"}, {"format", "int64"}};
+      case FieldDescriptor::CPPTYPE_DOUBLE:
+      case FieldDescriptor::CPPTYPE_FLOAT:
+        return {{"type", "number"}};
+      case FieldDescriptor::CPPTYPE_BOOL:
+        return {{"type", "boolean"}};
+      case FieldDescriptor::CPPTYPE_ENUM: {
+        nlohmann::json values = nlohmann::json::array();
+        for (int i = 0; i < f->enum_type()->value_count(); ++i) {
+          values.push_back(f->enum_type()->value(i)->name());
+        }
+        return {{"type", "string"}, {"enum", values}};
+      }
+      case FieldDescriptor::CPPTYPE_MESSAGE: {
+        const Descriptor* m = f->message_type();
+        if (IsTimestamp(m)) {
+          return {
+              {"type", "string"}, {"format", "date-time"}, {"nullable", true}};
+        }
+        if (IsStruct(m)) {
+          return {{"type", "object"}, {"additionalProperties", true}};
+        }
+        referenced->insert(m->name());
+        return {{"$ref", absl::StrCat("#/components/schemas/", m->name())}};
+      }
+      default:
+        return {{"type", "string"}};
+    }
+  };
+  nlohmann::json properties = nlohmann::json::object();
+  nlohmann::json required = nlohmann::json::array();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    nlohmann::json schema;
+    bool always = true;
+    if (f->is_map()) {
+      schema = {{"type", "object"},
+                {"additionalProperties",
+                 scalar(f->message_type()->FindFieldByName("value"))}};
+    } else if (f->is_repeated()) {
+      schema = {{"type", "array"}, {"items", scalar(f)}};
+    } else {
+      schema = scalar(f);
+      always = f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE ||
+               IsTimestamp(f->message_type());
+      always = always && !f->has_presence();
+      if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE &&
+          IsTimestamp(f->message_type())) {
+        always = true;  // Printed as null when unset.
+      }
+    }
+    properties[f->name()] = schema;
+    if (response && always) required.push_back(f->name());
+  }
+  nlohmann::json out = {{"type", "object"},
+                        {"properties", properties},
+                        {"additionalProperties", false}};
+  if (!required.empty()) out["required"] = required;
+  return out;
+}
+
+}  // namespace idsync

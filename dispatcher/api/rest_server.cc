@@ -1,0 +1,730 @@
+#include "dispatcher/api/rest_server.h"
+
+#include <httplib.h>
+
+#include <utility>
+#include <vector>
+
+#include "absl/random/random.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "connector/status_macros.h"
+#include "dispatcher/api/json_mapping.h"
+#include "dispatcher/api/status_mapping.h"
+#include "dispatcher/secrets.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace idsync {
+namespace {
+
+namespace v1 = idsync::v1;
+using google::protobuf::Descriptor;
+using google::protobuf::Message;
+
+using RouteHandler = std::function<absl::StatusOr<std::unique_ptr<Message>>(
+    ControlPlaneService&, const Caller&, const Message&, const BeforeCommit&)>;
+
+// kWrite: admin-only change, audited, Idempotency-Key honoured.
+enum class Access { kRead, kWrite, kAction };
+
+struct Route {
+  const char* method;
+  const char* path;  // "{id}" is the only path parameter.
+  const char* operation_id;
+  const char* summary;
+  const char* tag;
+  const Descriptor* request;
+  const Descriptor* response;
+  int status;
+  Access access;
+  const char* path_field;  // Request field set from {id}; nullptr if none.
+  bool body;               // The request comes as a JSON body.
+  RouteHandler handler;
+};
+
+template <typename Req, typename Resp>
+RouteHandler Read(absl::StatusOr<Resp> (ControlPlaneService::*method)(
+    const Caller&, const Req&)) {
+  return [method](
+             ControlPlaneService& service, const Caller& caller,
+             const Message& request,
+             const BeforeCommit&) -> absl::StatusOr<std::unique_ptr<Message>> {
+    absl::StatusOr<Resp> r =
+        (service.*method)(caller, static_cast<const Req&>(request));
+    if (!r.ok()) return r.status();
+    return std::unique_ptr<Message>(new Resp(*std::move(r)));
+  };
+}
+
+template <typename Req, typename Resp>
+RouteHandler Write(absl::StatusOr<Resp> (ControlPlaneService::*method)(
+    const Caller&, const Req&, const BeforeCommit&)) {
+  return [method](ControlPlaneService& service, const Caller& caller,
+                  const Message& request, const BeforeCommit& before_commit)
+             -> absl::StatusOr<std::unique_ptr<Message>> {
+    absl::StatusOr<Resp> r = (service.*method)(
+        caller, static_cast<const Req&>(request), before_commit);
+    if (!r.ok()) return r.status();
+    return std::unique_ptr<Message>(new Resp(*std::move(r)));
+  };
+}
+
+using S = ControlPlaneService;
+
+const std::vector<Route>& Routes() {
+  static const auto* routes = new std::vector<Route>{
+      {"GET", "/api/v1/identities", "listIdentities", "List identities",
+       "identities", v1::ListIdentitiesRequest::descriptor(),
+       v1::ListIdentitiesResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListIdentities)},
+      {"POST", "/api/v1/identities", "createIdentity",
+       "Create an identity (an HR joiner)", "identities",
+       v1::CreateIdentityRequest::descriptor(), v1::Identity::descriptor(), 201,
+       Access::kWrite, nullptr, true, Write(&S::CreateIdentity)},
+      {"GET", "/api/v1/identities/{id}", "getIdentity", "Get an identity",
+       "identities", v1::GetByIdRequest::descriptor(),
+       v1::Identity::descriptor(), 200, Access::kRead, "id", false,
+       Read(&S::GetIdentity)},
+      {"PATCH", "/api/v1/identities/{id}", "updateIdentity",
+       "Change fields of an identity created through the API", "identities",
+       v1::UpdateIdentityRequest::descriptor(), v1::Identity::descriptor(), 200,
+       Access::kWrite, "id", true, Write(&S::UpdateIdentity)},
+      {"POST", "/api/v1/identities/{id}/deactivate", "deactivateIdentity",
+       "Deactivate an identity created through the API", "identities",
+       v1::GetByIdRequest::descriptor(), v1::Identity::descriptor(), 200,
+       Access::kWrite, "id", false, Write(&S::DeactivateIdentity)},
+      {"GET", "/api/v1/accounts", "listAccounts", "List accounts", "records",
+       v1::ListAccountsRequest::descriptor(),
+       v1::ListAccountsResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListAccounts)},
+      {"GET", "/api/v1/accounts/{id}", "getAccount", "Get an account",
+       "records", v1::GetByIdRequest::descriptor(), v1::Account::descriptor(),
+       200, Access::kRead, "id", false, Read(&S::GetAccount)},
+      {"GET", "/api/v1/entitlements", "listEntitlements", "List entitlements",
+       "records", v1::ListEntitlementsRequest::descriptor(),
+       v1::ListEntitlementsResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListEntitlements)},
+      {"GET", "/api/v1/entitlements/{id}", "getEntitlement",
+       "Get an entitlement", "records", v1::GetByIdRequest::descriptor(),
+       v1::Entitlement::descriptor(), 200, Access::kRead, "id", false,
+       Read(&S::GetEntitlement)},
+      {"GET", "/api/v1/grants", "listGrants", "List grants", "records",
+       v1::ListGrantsRequest::descriptor(),
+       v1::ListGrantsResponse::descriptor(), 200, Access::kRead, nullptr, false,
+       Read(&S::ListGrants)},
+      {"GET", "/api/v1/grants/{id}", "getGrant", "Get a grant", "records",
+       v1::GetByIdRequest::descriptor(), v1::Grant::descriptor(), 200,
+       Access::kRead, "id", false, Read(&S::GetGrant)},
+      {"GET", "/api/v1/connectors", "listConnectors", "List connectors",
+       "connectors", v1::PageRequest::descriptor(),
+       v1::ListConnectorsResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListConnectors)},
+      {"POST", "/api/v1/connectors", "createConnector", "Create a connector",
+       "connectors", v1::CreateConnectorRequest::descriptor(),
+       v1::ConfiguredConnector::descriptor(), 201, Access::kWrite, nullptr,
+       true, Write(&S::CreateConnector)},
+      {"GET", "/api/v1/connectors/{id}", "getConnector", "Get a connector",
+       "connectors", v1::GetByIdRequest::descriptor(),
+       v1::ConfiguredConnector::descriptor(), 200, Access::kRead, "id", false,
+       Read(&S::GetConnector)},
+      {"PATCH", "/api/v1/connectors/{id}", "updateConnector",
+       "Change a connector", "connectors",
+       v1::UpdateConnectorRequest::descriptor(),
+       v1::ConfiguredConnector::descriptor(), 200, Access::kWrite, "id", true,
+       Write(&S::UpdateConnector)},
+      {"DELETE", "/api/v1/connectors/{id}", "deleteConnector",
+       "Delete a connector with its records and runs", "connectors",
+       v1::GetByIdRequest::descriptor(),
+       v1::DeleteConnectorResponse::descriptor(), 200, Access::kWrite, "id",
+       false, Write(&S::DeleteConnector)},
+      {"POST", "/api/v1/connectors/{id}/test", "testConnector",
+       "Check that the connector reaches its source", "connectors",
+       v1::GetByIdRequest::descriptor(),
+       v1::TestConnectorResponse::descriptor(), 200, Access::kAction, "id",
+       false, Read(&S::TestConnector)},
+      {"POST", "/api/v1/connectors/{id}/sync", "startSync", "Start a sync",
+       "sync-runs", v1::StartSyncRequest::descriptor(),
+       v1::SyncRun::descriptor(), 202, Access::kWrite, "connector_id", true,
+       Write(&S::StartSync)},
+      {"GET", "/api/v1/connectors/{id}/runs", "listSyncRuns",
+       "List a connector's sync runs", "sync-runs",
+       v1::ListSyncRunsRequest::descriptor(),
+       v1::ListSyncRunsResponse::descriptor(), 200, Access::kRead,
+       "connector_id", false, Read(&S::ListSyncRuns)},
+      {"GET", "/api/v1/sync-runs/{id}", "getSyncRun",
+       "Get a sync run: status, counters, checkpoint", "sync-runs",
+       v1::GetByIdRequest::descriptor(), v1::SyncRun::descriptor(), 200,
+       Access::kRead, "id", false, Read(&S::GetSyncRun)},
+      {"POST", "/api/v1/sync-runs/{id}/cancel", "cancelSyncRun",
+       "Ask a running sync to stop", "sync-runs",
+       v1::GetByIdRequest::descriptor(), v1::SyncRun::descriptor(), 202,
+       Access::kWrite, "id", false, Write(&S::CancelSyncRun)},
+      {"GET", "/api/v1/tokens", "listTokens", "List service tokens", "tokens",
+       v1::ListTokensRequest::descriptor(),
+       v1::ListTokensResponse::descriptor(), 200, Access::kRead, nullptr, false,
+       Read(&S::ListTokens)},
+      {"POST", "/api/v1/tokens", "createToken",
+       "Create a service token (its secret is shown once)", "tokens",
+       v1::CreateTokenRequest::descriptor(),
+       v1::CreateTokenResponse::descriptor(), 201, Access::kWrite, nullptr,
+       true, Write(&S::CreateToken)},
+      {"POST", "/api/v1/tokens/{id}/revoke", "revokeToken", "Revoke a token",
+       "tokens", v1::GetByIdRequest::descriptor(), v1::Token::descriptor(), 200,
+       Access::kWrite, "id", false, Write(&S::RevokeToken)},
+      {"GET", "/api/v1/audit-events", "listAuditEvents",
+       "List audit events: every write, who, what, when", "audit",
+       v1::ListAuditEventsRequest::descriptor(),
+       v1::ListAuditEventsResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListAuditEvents)},
+  };
+  return *routes;
+}
+
+std::string PathRegex(absl::string_view path) {
+  return absl::StrCat("^", absl::StrReplaceAll(path, {{"{id}", "([^/]+)"}}),
+                      "$");
+}
+
+bool IsToken(absl::string_view s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
+  }
+  return true;
+}
+
+std::string NewRequestId() {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen = new absl::BitGen();
+  absl::MutexLock lock(&mu);
+  return absl::StrFormat("%016x", absl::Uniform<uint64_t>(*gen));
+}
+
+nlohmann::json ErrorBody(const absl::Status& status,
+                         const std::string& request_id,
+                         nlohmann::json details = nlohmann::json::object()) {
+  return {{"code", std::string(ErrorCodeName(status.code()))},
+          {"message", std::string(status.message())},
+          {"details", std::move(details)},
+          {"request_id", request_id}};
+}
+
+std::string Dump(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace
+
+// Serves one request of a route; created per request.
+class RestServer::Handler {
+ public:
+  Handler(RestServer& server, const httplib::Request& req,
+          httplib::Response& res)
+      : server_(server), req_(req), res_(res) {
+    const std::string incoming = req.get_header_value("X-Request-Id");
+    request_id_ = IsToken(incoming) ? incoming : NewRequestId();
+    res_.set_header("X-Request-Id", request_id_);
+  }
+  ~Handler() { server_.metrics_.CountRequest(req_.method, res_.status); }
+
+  void SendJson(int status, const nlohmann::json& body) {
+    res_.status = status;
+    res_.set_content(Dump(body), "application/json");
+  }
+  void SendError(const absl::Status& status,
+                 nlohmann::json details = nlohmann::json::object()) {
+    SendJson(HttpStatus(status.code()),
+             ErrorBody(status, request_id_, details));
+  }
+
+  // Token and rate limit; false (with the response sent) if refused.
+  bool Admit() {
+    absl::StatusOr<Caller> caller = server_.service_.Authenticate(
+        req_.get_header_value("Authorization"), request_id_);
+    if (!caller.ok()) {
+      if (absl::IsUnauthenticated(caller.status())) {
+        res_.set_header("WWW-Authenticate", "Bearer");
+      }
+      SendError(caller.status());
+      return false;
+    }
+    caller_ = *std::move(caller);
+    RateLimiter::Decision d = server_.limiter_.Take(caller_.token_id);
+    const int64_t burst = static_cast<int64_t>(server_.limiter_.burst());
+    res_.set_header("RateLimit-Limit", absl::StrCat(burst));
+    res_.set_header("RateLimit-Remaining", absl::StrCat(d.remaining));
+    if (!d.allowed) {
+      const int64_t seconds = std::max<int64_t>(
+          1, absl::ToInt64Seconds(absl::Ceil(d.retry_after, absl::Seconds(1))));
+      res_.set_header("Retry-After", absl::StrCat(seconds));
+      res_.set_header("RateLimit-Reset", absl::StrCat(seconds));
+      SendError(absl::ResourceExhaustedError(
+                    "rate limit exceeded for this token; retry later"),
+                {{"retry_after_seconds", seconds}});
+      return false;
+    }
+    return true;
+  }
+
+  void Serve(const Route& route) {
+    if (!Admit()) return;
+    std::unique_ptr<Message> request(
+        google::protobuf::MessageFactory::generated_factory()
+            ->GetPrototype(route.request)
+            ->New());
+    absl::Status parsed = BuildRequest(route, request.get());
+    if (!parsed.ok()) return SendError(parsed);
+    const std::string key = req_.get_header_value("Idempotency-Key");
+    if (route.access == Access::kWrite && !key.empty()) {
+      return ServeIdempotent(route, *request, key);
+    }
+    absl::StatusOr<std::unique_ptr<Message>> response =
+        route.handler(server_.service_, caller_, *request, nullptr);
+    if (!response.ok()) return SendError(response.status());
+    SendJson(route.status, ToJson(**response));
+  }
+
+  void ServeIdempotent(const Route& route, const Message& request,
+                       const std::string& key) {
+    bool printable = !key.empty() && key.size() <= 255;
+    for (char c : key) printable = printable && c > 0x20 && c < 0x7f;
+    if (!printable) {
+      return SendError(absl::InvalidArgumentError(
+          "Idempotency-Key must be 1-255 visible ASCII characters"));
+    }
+    const std::string hash =
+        TokenHash(absl::StrCat(req_.method, "\n", req_.path, "\n", req_.body));
+    absl::StatusOr<IdempotencyState> state = server_.store_.BeginIdempotent(
+        caller_.tenant_id, key, hash, server_.options_.idempotency_stale_after);
+    if (!state.ok()) return SendError(state.status());
+    switch (state->kind) {
+      case IdempotencyState::kDone:
+        res_.set_header("Idempotent-Replayed", "true");
+        res_.status = state->status;
+        res_.set_content(state->response, "application/json");
+        return;
+      case IdempotencyState::kMismatch:
+        return SendJson(422, ErrorBody(absl::InvalidArgumentError(
+                                           "this Idempotency-Key was used with "
+                                           "a different request"),
+                                       request_id_));
+      case IdempotencyState::kInFlight:
+        return SendError(absl::AbortedError(
+            "a request with this Idempotency-Key is still in progress"));
+      case IdempotencyState::kNew:
+        break;
+    }
+    std::string stored;
+    BeforeCommit store_response = [&](const Message& response,
+                                      WriteTxn& txn) -> absl::Status {
+      stored = Dump(ToJson(response));
+      return txn.CompleteIdempotent(caller_.tenant_id, key, route.status,
+                                    stored);
+    };
+    absl::StatusOr<std::unique_ptr<Message>> response =
+        route.handler(server_.service_, caller_, request, store_response);
+    if (!response.ok()) {
+      // Nothing was written: the key is free for a corrected request.
+      server_.store_.AbandonIdempotent(caller_.tenant_id, key).IgnoreError();
+      return SendError(response.status());
+    }
+    res_.status = route.status;
+    res_.set_content(stored.empty() ? Dump(ToJson(**response)) : stored,
+                     "application/json");
+  }
+
+  // The request message from the path, then the query or the body.
+  absl::Status BuildRequest(const Route& route, Message* request) {
+    if (route.body) {
+      // Any Content-Type: the body must parse as JSON. (Bearer tokens are not
+      // sent by browsers on their own, so form posts are no CSRF risk.)
+      IDSYNC_RETURN_IF_ERROR(
+          ParseJson(req_.body.empty() ? "{}" : req_.body, request));
+    } else {
+      const std::string body(absl::StripAsciiWhitespace(req_.body));
+      if (!body.empty() && body != "{}") {
+        return absl::InvalidArgumentError("this endpoint takes no body");
+      }
+      for (const auto& [name, value] : req_.params) {
+        if (route.path_field != nullptr && name == route.path_field) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("unknown parameter '", name, "'"));
+        }
+        IDSYNC_RETURN_IF_ERROR(SetFieldFromString(name, value, request));
+      }
+    }
+    if (route.path_field != nullptr) {
+      int64_t id = 0;
+      if (!absl::SimpleAtoi(req_.matches[1].str(), &id) || id <= 0) {
+        return absl::NotFoundError(
+            absl::StrCat("no resource '", req_.matches[1].str().substr(0, 64),
+                         "' (ids are positive integers)"));
+      }
+      const auto* field = route.request->FindFieldByName(route.path_field);
+      const auto* reflection = request->GetReflection();
+      if (reflection->HasField(*request, field) &&
+          reflection->GetInt64(*request, field) != id) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "'", route.path_field, "' in the body differs from the path"));
+      }
+      reflection->SetInt64(request, field, id);
+    }
+    return absl::OkStatus();
+  }
+
+  // GET /api/v1/sync-runs/{id}/events: Server-Sent Events, one "run" event
+  // per change, then "end" with the final state.
+  void Events() {
+    if (!Admit()) return;
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(req_.matches[1].str(), &id) || id <= 0) {
+      return SendError(absl::NotFoundError("no such sync run"));
+    }
+    absl::StatusOr<RunRow> first = server_.store_.GetRun(caller_.tenant_id, id);
+    if (!first.ok()) return SendError(first.status());
+    struct State {
+      int64_t version = 0;
+      int64_t sent = 0;
+      absl::Time last_write;
+      bool started = false;
+    };
+    auto state = std::make_shared<State>();
+    RestServer& server = server_;
+    const int64_t tenant = caller_.tenant_id;
+    res_.status = 200;
+    res_.set_header("Cache-Control", "no-cache");
+    res_.set_chunked_content_provider(
+        "text/event-stream",
+        [&server, state, id, tenant, first = *first](
+            size_t, httplib::DataSink& sink) -> bool {
+          auto send = [&](absl::string_view event, const RunRow& run) {
+            ++state->sent;
+            state->last_write = absl::Now();
+            const std::string data =
+                absl::StrCat("event: ", event, "\nid: ", state->sent,
+                             "\ndata: ", Dump(ToJson(ToProto(run))), "\n\n");
+            return sink.write(data.data(), data.size());
+          };
+          auto finish = [&](const RunRow& run) {
+            bool ok = send("end", run);
+            sink.done();
+            return ok;
+          };
+          if (!state->started) {
+            state->started = true;
+            if (first.status != RunStatus::kRunning) return finish(first);
+            return send("run", first);
+          }
+          const absl::Duration wait =
+              std::min(absl::Seconds(1), server.options_.event_heartbeat);
+          std::optional<RunProgress::Snapshot> snapshot =
+              server.progress_.Wait(id, state->version, wait);
+          if (snapshot.has_value() && snapshot->version > state->version) {
+            state->version = snapshot->version;
+            if (!snapshot->done) return send("run", snapshot->run);
+          }
+          // Not running here (or just ended): the store has the truth.
+          if (!snapshot.has_value() || snapshot->done) {
+            absl::StatusOr<RunRow> now = server.store_.GetRun(tenant, id);
+            if (!now.ok()) {
+              sink.done();
+              return false;
+            }
+            if (now->status != RunStatus::kRunning) return finish(*now);
+            if (!snapshot.has_value() && now->updated_at > first.updated_at) {
+              return send("run", *now);
+            }
+          }
+          if (absl::Now() - state->last_write >=
+              server.options_.event_heartbeat) {
+            state->last_write = absl::Now();
+            return sink.write(": keepalive\n\n", 14);
+          }
+          return true;
+        });
+  }
+
+  RestServer& server_;
+  const httplib::Request& req_;
+  httplib::Response& res_;
+  std::string request_id_;
+  Caller caller_;
+};
+
+RestServer::RestServer(ControlPlaneService& service, Store& store,
+                       RunProgress& progress, Metrics& metrics,
+                       RateLimiter& limiter, RestServerOptions options)
+    : service_(service),
+      store_(store),
+      progress_(progress),
+      metrics_(metrics),
+      limiter_(limiter),
+      options_(std::move(options)),
+      server_(std::make_unique<httplib::Server>()) {}
+
+RestServer::~RestServer() { Stop(); }
+
+absl::Status RestServer::Start() {
+  httplib::Server& http = *server_;
+  const int threads = options_.threads;
+  http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  http.set_payload_max_length(options_.max_body_bytes);
+  http.set_pre_routing_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        uint64_t length = 0;
+        if (absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) &&
+            length > options_.max_body_bytes) {
+          Handler h(*this, req, res);
+          h.SendError(absl::InvalidArgumentError(absl::StrCat(
+              "the body is larger than ", options_.max_body_bytes, " bytes")));
+          res.status = 413;
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
+  http.set_error_handler(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return;
+        const int status = res.status;
+        Handler h(*this, req, res);
+        h.SendJson(
+            status,
+            ErrorBody(status == 404 ? absl::NotFoundError("no such endpoint")
+                      : status == 413
+                          ? absl::InvalidArgumentError("the body is too large")
+                          : absl::InvalidArgumentError(
+                                absl::StrCat("HTTP error ", status)),
+                      h.request_id_));
+      });
+
+  http.Get("/health",
+           [this](const httplib::Request& req, httplib::Response& res) {
+             Handler h(*this, req, res);
+             v1::HealthResponse health;
+             health.set_status("ok");
+             health.set_version(options_.version);
+             *health.mutable_timestamp() =
+                 google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(
+                     absl::ToUnixMicros(absl::Now()));
+             h.SendJson(200, ToJson(health));
+           });
+  http.Get("/openapi.json",
+           [this](const httplib::Request& req, httplib::Response& res) {
+             Handler h(*this, req, res);
+             h.SendJson(200, OpenApi(options_.version));
+           });
+  http.Get("/metrics",
+           [this](const httplib::Request& req, httplib::Response& res) {
+             Handler h(*this, req, res);
+             if (!h.Admit()) return;
+             res.status = 200;
+             res.set_content(metrics_.Render(), "text/plain; version=0.0.4");
+           });
+  http.Get(PathRegex("/api/v1/sync-runs/{id}/events"),
+           [this](const httplib::Request& req, httplib::Response& res) {
+             Handler(*this, req, res).Events();
+           });
+  for (const Route& route : Routes()) {
+    const std::string pattern = PathRegex(route.path);
+    auto handler = [this, &route](const httplib::Request& req,
+                                  httplib::Response& res) {
+      Handler(*this, req, res).Serve(route);
+    };
+    const std::string method = route.method;
+    if (method == "GET") http.Get(pattern, handler);
+    if (method == "POST") http.Post(pattern, handler);
+    if (method == "PATCH") http.Patch(pattern, handler);
+    if (method == "DELETE") http.Delete(pattern, handler);
+  }
+
+  port_ = options_.port == 0
+              ? http.bind_to_any_port(options_.host)
+              : (http.bind_to_port(options_.host, options_.port) ? options_.port
+                                                                 : -1);
+  if (port_ <= 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
+                     " (in use, or no permission)"));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  while (!server_->is_running()) absl::SleepFor(absl::Milliseconds(1));
+  return absl::OkStatus();
+}
+
+void RestServer::Stop() {
+  if (thread_.joinable()) {
+    server_->stop();
+    thread_.join();
+  }
+}
+
+nlohmann::json RestServer::OpenApi(const std::string& version) {
+  std::set<std::string> referenced;
+  nlohmann::json paths = nlohmann::json::object();
+  const nlohmann::json error_response = {
+      {"description", "An error: {code, message, details, request_id}"},
+      {"content",
+       {{"application/json",
+         {{"schema", {{"$ref", "#/components/schemas/Error"}}}}}}}};
+  for (const Route& route : Routes()) {
+    nlohmann::json op = {{"operationId", route.operation_id},
+                         {"summary", route.summary},
+                         {"tags", {route.tag}}};
+    nlohmann::json parameters = nlohmann::json::array();
+    if (route.path_field != nullptr) {
+      parameters.push_back(
+          {{"name", "id"},
+           {"in", "path"},
+           {"required", true},
+           {"schema", {{"type", "integer"}, {"format", "int64"}}}});
+    }
+    if (route.body) {
+      referenced.insert(route.request->name());
+      op["requestBody"] = {
+          {"required", route.access == Access::kWrite &&
+                           std::string(route.method) == "POST"},
+          {"content",
+           {{"application/json",
+             {{"schema",
+               {{"$ref", absl::StrCat("#/components/schemas/",
+                                      route.request->name())}}}}}}}};
+    } else if (std::string(route.method) == "GET") {
+      std::set<std::string> unused;
+      const nlohmann::json fields =
+          SchemaOf(route.request, false, &unused)["properties"];
+      for (const auto& [name, schema] : fields.items()) {
+        if (route.path_field != nullptr && name == route.path_field) continue;
+        parameters.push_back({{"name", name},
+                              {"in", "query"},
+                              {"required", false},
+                              {"schema", schema}});
+      }
+    }
+    if (route.access == Access::kWrite) {
+      parameters.push_back(
+          {{"name", "Idempotency-Key"},
+           {"in", "header"},
+           {"required", false},
+           {"description",
+            "Replays the stored response of an earlier request with the same "
+            "key and body (24 h)"},
+           {"schema", {{"type", "string"}, {"maxLength", 255}}}});
+    }
+    if (!parameters.empty()) op["parameters"] = parameters;
+    referenced.insert(route.response->name());
+    op["responses"] = {
+        {absl::StrCat(route.status),
+         {{"description", "Success"},
+          {"content",
+           {{"application/json",
+             {{"schema",
+               {{"$ref", absl::StrCat("#/components/schemas/",
+                                      route.response->name())}}}}}}}}},
+        {"default", error_response}};
+    std::string method(route.method);
+    absl::AsciiStrToLower(&method);
+    paths[route.path][method] = op;
+  }
+  paths["/api/v1/sync-runs/{id}/events"]["get"] = {
+      {"operationId", "watchSyncRun"},
+      {"summary",
+       "Server-Sent Events: a 'run' event per change, then 'end' with the "
+       "final state (data: a SyncRun)"},
+      {"tags", {"sync-runs"}},
+      {"parameters",
+       {{{"name", "id"},
+         {"in", "path"},
+         {"required", true},
+         {"schema", {{"type", "integer"}, {"format", "int64"}}}}}},
+      {"responses",
+       {{"200",
+         {{"description", "An event stream"},
+          {"content",
+           {{"text/event-stream", {{"schema", {{"type", "string"}}}}}}}}},
+        {"default", error_response}}}};
+  referenced.insert("SyncRun");
+  const nlohmann::json no_auth = nlohmann::json::array();
+  paths["/health"]["get"] = {
+      {"operationId", "health"},
+      {"summary", "Liveness: status, version, time"},
+      {"tags", {"operations"}},
+      {"security", no_auth},
+      {"responses",
+       {{"200",
+         {{"description", "Healthy"},
+          {"content",
+           {{"application/json",
+             {{"schema",
+               {{"$ref", "#/components/schemas/HealthResponse"}}}}}}}}}}}};
+  referenced.insert("HealthResponse");
+  paths["/metrics"]["get"] = {
+      {"operationId", "metrics"},
+      {"summary", "Prometheus metrics"},
+      {"tags", {"operations"}},
+      {"responses",
+       {{"200",
+         {{"description", "Prometheus text format"},
+          {"content", {{"text/plain", {{"schema", {{"type", "string"}}}}}}}}},
+        {"default", error_response}}}};
+  paths["/openapi.json"]["get"] = {
+      {"operationId", "openapi"},
+      {"summary", "This document"},
+      {"tags", {"operations"}},
+      {"security", no_auth},
+      {"responses",
+       {{"200",
+         {{"description", "OpenAPI 3.0 document"},
+          {"content",
+           {{"application/json", {{"schema", {{"type", "object"}}}}}}}}}}}};
+
+  // Schemas of every referenced message, following nested references.
+  nlohmann::json schemas = nlohmann::json::object();
+  std::set<std::string> done;
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  while (true) {
+    std::set<std::string> pending;
+    for (const std::string& name : referenced) {
+      if (!done.count(name)) pending.insert(name);
+    }
+    if (pending.empty()) break;
+    for (const std::string& name : pending) {
+      done.insert(name);
+      const Descriptor* d =
+          pool->FindMessageTypeByName(absl::StrCat("idsync.v1.", name));
+      if (d == nullptr) continue;
+      const bool response = !absl::EndsWith(name, "Request");
+      schemas[name] = SchemaOf(d, response, &referenced);
+    }
+  }
+  schemas["Error"] = {
+      {"type", "object"},
+      {"required", {"code", "message", "details", "request_id"}},
+      {"properties",
+       {{"code", {{"type", "string"}}},
+        {"message", {{"type", "string"}}},
+        {"details", {{"type", "object"}}},
+        {"request_id", {{"type", "string"}}}}}};
+  return {
+      {"openapi", "3.0.3"},
+      {"info",
+       {{"title", "idsync control plane"},
+        {"version", version},
+        {"description",
+         "Identities, accounts, entitlements and grants synced from sources; "
+         "connectors and their sync runs; tokens and the audit log. "
+         "Authenticate with 'Authorization: Bearer <token>'."}}},
+      {"servers", {{{"url", "/"}}}},
+      {"security", {{{"bearer", nlohmann::json::array()}}}},
+      {"paths", paths},
+      {"components",
+       {{"securitySchemes",
+         {{"bearer", {{"type", "http"}, {"scheme", "bearer"}}}}},
+        {"schemas", schemas}}}};
+}
+
+}  // namespace idsync

@@ -1,0 +1,226 @@
+// idsync-dispatcher: the control plane. `idsync-dispatcher --help`.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "connector/registry.h"
+#include "dispatcher/api/control_plane_service.h"
+#include "dispatcher/api/grpc_service.h"
+#include "dispatcher/api/rate_limiter.h"
+#include "dispatcher/api/rest_server.h"
+#include "dispatcher/metrics.h"
+#include "dispatcher/run_progress.h"
+#include "dispatcher/secrets.h"
+#include "dispatcher/store/sqlite_store.h"
+#include "dispatcher/sync_workers.h"
+#include "spdlog/spdlog.h"
+
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+struct ServeOptions {
+  std::string db = "idsync.db";
+  std::string http_listen = "127.0.0.1:8080";
+  std::string grpc_listen = "127.0.0.1:50051";
+  std::string key_file;  // Default: DB.key, created if missing.
+  int max_concurrent_syncs = 2;
+  int shutdown_grace_seconds = 30;
+};
+
+bool SplitHostPort(const std::string& listen, std::string* host, int* port) {
+  const size_t colon = listen.rfind(':');
+  if (colon == std::string::npos) return false;
+  *host = listen.substr(0, colon);
+  try {
+    *port = std::stoi(listen.substr(colon + 1));
+  } catch (...) {
+    return false;
+  }
+  return !host->empty() && *port >= 0 && *port <= 65535;
+}
+
+int Bootstrap(const std::string& db, const std::string& tenant) {
+  auto store = idsync::SqliteStore::Open({db});
+  if (!store.ok()) {
+    std::cerr << "idsync-dispatcher: " << store.status().message() << "\n";
+    return 2;
+  }
+  auto token = idsync::ControlPlaneService::Bootstrap(**store, tenant);
+  if (!token.ok()) {
+    std::cerr << "idsync-dispatcher bootstrap: " << token.status().message()
+              << "\n";
+    return 1;
+  }
+  std::cerr << "Created tenant '" << tenant << "' and its first admin token. "
+            << "It is shown only this once; keep it in a secret store:\n";
+  std::cout << *token << std::endl;
+  return 0;
+}
+
+int Serve(const ServeOptions& o) {
+  // Signals are taken by sigwait below, not by whichever thread they hit.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  std::string http_host, grpc_host;
+  int http_port = 0, grpc_port = 0;
+  if (!SplitHostPort(o.http_listen, &http_host, &http_port) ||
+      !SplitHostPort(o.grpc_listen, &grpc_host, &grpc_port)) {
+    std::cerr << "idsync-dispatcher: listen addresses are HOST:PORT\n";
+    return 2;
+  }
+  auto store = idsync::SqliteStore::Open({o.db});
+  if (!store.ok()) {
+    std::cerr << "idsync-dispatcher: " << store.status().message() << "\n";
+    return 2;
+  }
+  const std::string key_file = o.key_file.empty() ? o.db + ".key" : o.key_file;
+  auto secrets =
+      idsync::SecretBox::FromKeyFile(key_file, /*create=*/o.key_file.empty());
+  if (!secrets.ok()) {
+    std::cerr << "idsync-dispatcher: " << secrets.status().message() << "\n";
+    return 2;
+  }
+  idsync::ConnectorRegistry registry;
+  idsync::RegisterBuiltinConnectors(registry);
+  idsync::RunProgress progress;
+  idsync::Metrics metrics;
+  idsync::SyncWorkers::Options worker_options;
+  worker_options.max_concurrent = o.max_concurrent_syncs;
+  auto workers = std::make_unique<idsync::SyncWorkers>(
+      **store, registry, *secrets, idsync::Clock::Real(), progress, metrics,
+      worker_options);
+  idsync::ControlPlaneService service(**store, registry, *secrets, *workers);
+  idsync::RateLimiter limiter(idsync::Clock::Real(), 100, 200);
+
+  idsync::RestServerOptions rest_options;
+  rest_options.host = http_host;
+  rest_options.port = http_port;
+  rest_options.version = kVersion;
+  idsync::RestServer rest(service, **store, progress, metrics, limiter,
+                          rest_options);
+  if (absl::Status s = rest.Start(); !s.ok()) {
+    std::cerr << "idsync-dispatcher: " << s.message() << "\n";
+    return 2;
+  }
+
+  idsync::ControlPlaneGrpc grpc_service(service, **store, progress, limiter);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_grpc_port = 0;
+  builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(),
+                           &bound_grpc_port);
+  builder.RegisterService(&grpc_service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  if (grpc_server == nullptr || bound_grpc_port == 0) {
+    std::cerr << "idsync-dispatcher: cannot listen on " << o.grpc_listen
+              << "\n";
+    return 2;
+  }
+
+  spdlog::info("idsync-dispatcher {} store={} http={}:{} grpc={}:{}", kVersion,
+               o.db, http_host, rest.port(), grpc_host, bound_grpc_port);
+  if (auto resumed = workers->ResumeInterrupted();
+      resumed.ok() && *resumed > 0) {
+    spdlog::info("resuming {} interrupted sync run(s)", *resumed);
+  }
+
+  std::atomic<bool> stopping{false};
+  std::thread maintenance([&] {
+    while (!stopping) {
+      for (int i = 0; i < 600 && !stopping; ++i)
+        absl::SleepFor(absl::Milliseconds(100));
+      (**store).ExpireIdempotent(absl::Hours(24)).IgnoreError();
+      progress.Forget(absl::Minutes(10));
+    }
+  });
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("signal {}: stopping (grace {} s for running syncs)", signal,
+               o.shutdown_grace_seconds);
+  stopping = true;
+  rest.Stop();
+  grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  maintenance.join();
+  absl::Notification idle;
+  std::thread waiter([&] {
+    workers->WaitIdle();
+    idle.Notify();
+  });
+  if (!idle.WaitForNotificationWithTimeout(
+          absl::Seconds(o.shutdown_grace_seconds))) {
+    // Runs still going resume at the next start, from their last commit.
+    spdlog::warn(
+        "syncs still running after the grace period; they resume at "
+        "the next start");
+    std::_Exit(0);
+  }
+  waiter.join();
+  workers.reset();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"idsync-dispatcher: the idsync control plane (REST + gRPC)"};
+  app.set_config("--config", "", "A TOML file with any of the options below");
+  ServeOptions serve;
+  int exit_code = 0;
+  auto add_db = [&](CLI::App* cmd) {
+    cmd->add_option("--db", serve.db, "Store file (SQLite), created if missing")
+        ->capture_default_str();
+  };
+  CLI::App* serve_cmd =
+      app.add_subcommand("serve", "Serve the API (the default)");
+  for (CLI::App* cmd : {&app, serve_cmd}) {
+    add_db(cmd);
+    cmd->add_option("--http-listen", serve.http_listen, "REST/JSON address")
+        ->capture_default_str();
+    cmd->add_option("--grpc-listen", serve.grpc_listen, "gRPC address")
+        ->capture_default_str();
+    cmd->add_option("--key-file", serve.key_file,
+                    "Key that encrypts secrets at rest (64 hex characters); "
+                    "default DB.key, created on first start");
+    cmd->add_option("--max-concurrent-syncs", serve.max_concurrent_syncs,
+                    "Syncs running at once")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_option("--shutdown-grace", serve.shutdown_grace_seconds,
+                    "Seconds to let running syncs finish on SIGTERM")
+        ->check(CLI::Range(0, 3600))
+        ->capture_default_str();
+  }
+  std::string tenant;
+  CLI::App* bootstrap = app.add_subcommand(
+      "bootstrap", "Create a tenant and print its first admin token, once");
+  add_db(bootstrap);
+  bootstrap->add_option("--tenant", tenant, "Tenant name")->required();
+  bootstrap->callback([&] { exit_code = Bootstrap(serve.db, tenant); });
+  serve_cmd->callback([&] { exit_code = Serve(serve); });
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  if (app.get_subcommands().empty()) exit_code = Serve(serve);
+  return exit_code;
+}

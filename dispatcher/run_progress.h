@@ -1,0 +1,50 @@
+// RunProgress: the live state of the runs executing in this process, for
+// watchers (Server-Sent Events, gRPC WatchSyncRun). Publishing never blocks
+// on a watcher: each run keeps only its latest state and a version number,
+// and a watcher that falls behind skips to the latest. Thread-safe.
+#ifndef IDSYNC_DISPATCHER_RUN_PROGRESS_H_
+#define IDSYNC_DISPATCHER_RUN_PROGRESS_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "dispatcher/store/store.h"
+
+namespace idsync {
+
+class RunProgress {
+ public:
+  struct Snapshot {
+    RunRow run;
+    int64_t version = 0;
+    bool done = false;  // The run has ended; no more versions follow.
+  };
+
+  // Records the run's state; `done` when it has ended.
+  void Publish(const RunRow& run, bool done);
+
+  // Waits until the run has a version newer than `after_version` or `timeout`
+  // passes. nullopt if the run is not executing (and did not end) here.
+  std::optional<Snapshot> Wait(int64_t run_id, int64_t after_version,
+                               absl::Duration timeout);
+
+  // Drops state of runs that ended more than `age` ago.
+  void Forget(absl::Duration age);
+
+ private:
+  struct Entry {
+    Snapshot snapshot;
+    absl::Time ended_at = absl::InfiniteFuture();
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<int64_t, Entry> runs_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace idsync
+
+#endif  // IDSYNC_DISPATCHER_RUN_PROGRESS_H_
