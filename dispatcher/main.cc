@@ -36,6 +36,9 @@ struct ServeOptions {
   std::string key_file;  // Default: DB.key, created if missing.
   int max_concurrent_syncs = 2;
   int shutdown_grace_seconds = 30;
+  double rate_limit = 100;  // Requests per second per token.
+  double rate_burst = 200;
+  int http_threads = 16;
 };
 
 bool SplitHostPort(const std::string& listen, std::string* host, int* port) {
@@ -105,12 +108,14 @@ int Serve(const ServeOptions& o) {
       **store, registry, *secrets, idsync::Clock::Real(), progress, metrics,
       worker_options);
   idsync::ControlPlaneService service(**store, registry, *secrets, *workers);
-  idsync::RateLimiter limiter(idsync::Clock::Real(), 100, 200);
+  idsync::RateLimiter limiter(idsync::Clock::Real(), o.rate_limit,
+                              o.rate_burst);
 
   idsync::RestServerOptions rest_options;
   rest_options.host = http_host;
   rest_options.port = http_port;
   rest_options.version = kVersion;
+  rest_options.threads = o.http_threads;
   idsync::RestServer rest(service, **store, progress, metrics, limiter,
                           rest_options);
   if (absl::Status s = rest.Start(); !s.ok()) {
@@ -202,6 +207,18 @@ int main(int argc, char** argv) {
     cmd->add_option("--max-concurrent-syncs", serve.max_concurrent_syncs,
                     "Syncs running at once")
         ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_option("--rate-limit", serve.rate_limit,
+                    "API requests per second per token")
+        ->check(CLI::Range(0.1, 1e6))
+        ->capture_default_str();
+    cmd->add_option("--rate-burst", serve.rate_burst,
+                    "API requests a token may burst")
+        ->check(CLI::Range(1.0, 1e7))
+        ->capture_default_str();
+    cmd->add_option("--http-threads", serve.http_threads,
+                    "HTTP worker threads (each open event stream holds one)")
+        ->check(CLI::Range(2, 1024))
         ->capture_default_str();
     cmd->add_option("--shutdown-grace", serve.shutdown_grace_seconds,
                     "Seconds to let running syncs finish on SIGTERM")

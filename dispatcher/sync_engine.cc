@@ -167,6 +167,11 @@ class SyncEngine::Execution {
         IDSYNC_RETURN_IF_ERROR(
             seen_[KindIndex(d.kind)].AddEncoded(d.encoded, max_id));
       }
+      // An empty resume token after committed chunks means the connector
+      // cannot resume inside its walk (LDAP paged results): it starts again
+      // from the top, so records applied before the crash come again.
+      restarted_ = run_.phase == RunPhase::kRecords && run_.chunks > 0 &&
+                   run_.resume_token.empty();
     }
     if (run_.phase == RunPhase::kRecords) {
       IDSYNC_RETURN_IF_ERROR(ApplyRecords());
@@ -322,28 +327,41 @@ class SyncEngine::Execution {
       return ApplyReject(reject);
     }
     SeenSet& seen = seen_[KindIndex(kind)];
+    // Duplicates are keys seen twice in one walk of the source; `seen` also
+    // holds what an earlier session of a restarted walk applied.
+    SeenSet& walk = restarted_ ? walk_seen_[KindIndex(kind)] : seen;
     IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
                             writer_->Lookup(kind, key));
-    if (existing.has_value() && seen.Contains(existing->id)) {
+    if (existing.has_value() && walk.Contains(existing->id)) {
       idsync::v1::Reject reject;
       reject.set_kind(kind);
       reject.set_external_id(std::string(key.first.substr(0, 256)));
       reject.set_reason("duplicate: the same key appeared earlier in this run");
       return ApplyReject(reject);
     }
-    ++run_.processed;
+    // A restarted walk reading again, unchanged, what this run applied
+    // before the crash: counted once, as in an uninterrupted run.
+    const bool reread =
+        restarted_ && existing.has_value() && seen.Contains(existing->id);
+    int64_t id = 0;
     if (!existing.has_value()) {
-      IDSYNC_ASSIGN_OR_RETURN(int64_t id, writer_->Insert(kind, record, hash));
-      seen.Insert(id);
+      IDSYNC_ASSIGN_OR_RETURN(id, writer_->Insert(kind, record, hash));
+      ++run_.processed;
       ++run_.created;
     } else if (existing->content_hash != hash || existing->deleted) {
-      IDSYNC_RETURN_IF_ERROR(writer_->Update(kind, existing->id, record, hash));
-      seen.Insert(existing->id);
+      id = existing->id;
+      IDSYNC_RETURN_IF_ERROR(writer_->Update(kind, id, record, hash));
+      ++run_.processed;
       ++run_.updated;
     } else {
-      seen.Insert(existing->id);
-      ++run_.unchanged;
+      id = existing->id;
+      if (!reread) {
+        ++run_.processed;
+        ++run_.unchanged;
+      }
     }
+    seen.Insert(id);
+    if (restarted_) walk.Insert(id);
     return absl::OkStatus();
   }
 
@@ -390,6 +408,7 @@ class SyncEngine::Execution {
                               writer_->Lookup(kind, key));
       if (existing.has_value() && !existing->deleted) {
         seen_[KindIndex(kind)].Insert(existing->id);
+        if (restarted_) walk_seen_[KindIndex(kind)].Insert(existing->id);
       }
     }
     return absl::OkStatus();
@@ -409,6 +428,7 @@ class SyncEngine::Execution {
       return committed;
     }
     for (SeenSet& s : seen_) s.MarkPersisted();
+    for (SeenSet& s : walk_seen_) s.MarkPersisted();  // Never stored.
     committed_ = run_;
     in_group_ = false;
     return absl::OkStatus();
@@ -417,6 +437,7 @@ class SyncEngine::Execution {
   void RollbackGroup() {
     writer_->Rollback();
     for (SeenSet& s : seen_) s.DropDelta();
+    for (SeenSet& s : walk_seen_) s.DropDelta();
     run_ = committed_;
     in_group_ = false;
   }
@@ -501,7 +522,11 @@ class SyncEngine::Execution {
   RunRow run_;        // Working copy, ahead of the store inside a group.
   RunRow committed_;  // As of the last commit.
   std::unique_ptr<RunWriter> writer_;
-  std::array<SeenSet, 4> seen_;
+  std::array<SeenSet, 4> seen_;  // Everything the run saw, for deletions.
+  // A resumed run whose connector restarted its walk (see ExecuteSteps):
+  // what this walk saw, for duplicates.
+  bool restarted_ = false;
+  std::array<SeenSet, 4> walk_seen_;
   bool in_group_ = false;
   absl::Time group_start_;
   int64_t group_records_ = 0;

@@ -270,7 +270,13 @@ absl::Status CheckConfig(const ConnectorRegistry& registry,
   ConnectorSpec spec;
   spec.business_id = row.business_id;
   spec.config = config;
-  return registry.Create(row.type, spec).status();
+  absl::Status built = registry.Create(row.type, spec).status();
+  // An unknown type is bad input, not a missing resource (the registry says
+  // kNotFound).
+  if (absl::IsNotFound(built)) {
+    return absl::InvalidArgumentError(built.message());
+  }
+  return built;
 }
 
 }  // namespace

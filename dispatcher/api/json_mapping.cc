@@ -1,10 +1,17 @@
 #include "dispatcher/api/json_mapping.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 #include "connector/status_macros.h"
 #include "connector/text.h"
 #include "google/protobuf/struct.pb.h"
@@ -29,36 +36,6 @@ bool IsStruct(const Descriptor* d) {
 
 // --- Struct <-> JSON
 // -------------------------------------------------------------
-
-nlohmann::json ValueToJson(const google::protobuf::Value& v);
-
-nlohmann::json StructToJson(const google::protobuf::Struct& s) {
-  nlohmann::json out = nlohmann::json::object();
-  for (const auto& [key, value] : s.fields()) out[key] = ValueToJson(value);
-  return out;
-}
-
-nlohmann::json ValueToJson(const google::protobuf::Value& v) {
-  switch (v.kind_case()) {
-    case google::protobuf::Value::kBoolValue:
-      return v.bool_value();
-    case google::protobuf::Value::kNumberValue:
-      return v.number_value();
-    case google::protobuf::Value::kStringValue:
-      return v.string_value();
-    case google::protobuf::Value::kStructValue:
-      return StructToJson(v.struct_value());
-    case google::protobuf::Value::kListValue: {
-      nlohmann::json list = nlohmann::json::array();
-      for (const auto& item : v.list_value().values()) {
-        list.push_back(ValueToJson(item));
-      }
-      return list;
-    }
-    default:
-      return nullptr;
-  }
-}
 
 void JsonToValue(const nlohmann::json& j, google::protobuf::Value* v);
 
@@ -86,39 +63,262 @@ void JsonToValue(const nlohmann::json& j, google::protobuf::Value* v) {
 }
 
 // --- Output
-// ----------------------------------------------------------------------
+// -------------------------------------------------------------------
 
-nlohmann::json ScalarToJson(const Message& m, const FieldDescriptor* f,
-                            int index) {
+void AppendString(absl::string_view text, std::string* out) {
+  // Stored text is valid UTF-8; should corrupt bytes ever appear, they are
+  // replaced rather than emitted as invalid JSON.
+  const bool valid = IsValidUtf8(text);
+  out->push_back('"');
+  size_t run = 0;  // Start of the bytes that need no escaping.
+  for (size_t i = 0; i < text.size(); ++i) {
+    const auto u = static_cast<unsigned char>(text[i]);
+    if (u >= 0x20 && u != '"' && u != '\\' && (u < 0x80 || valid)) continue;
+    out->append(text.data() + run, i - run);
+    run = i + 1;
+    switch (u) {
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
+      default:
+        if (u < 0x20) {
+          absl::StrAppend(out, "\\u00", absl::Hex(u, absl::kZeroPad2));
+        } else {
+          out->append("\\ufffd");
+        }
+    }
+  }
+  out->append(text.data() + run, text.size() - run);
+  out->push_back('"');
+}
+
+// RFC 3339 in UTC with microseconds, written directly (the API prints three
+// per record).
+void AppendTimestamp(const google::protobuf::Timestamp& ts, std::string* out) {
+  const absl::Time t =
+      absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
+  const absl::CivilSecond c = absl::ToCivilSecond(t, absl::UTCTimeZone());
+  char buf[40];
+  auto put = [&buf](int pos, int64_t value, int width) {
+    for (int k = width - 1; k >= 0; --k, value /= 10) {
+      buf[pos + k] = static_cast<char>('0' + value % 10);
+    }
+  };
+  if (c.year() < 0 || c.year() > 9999) {
+    AppendString(TimeUtil::ToString(ts), out);
+    return;
+  }
+  put(1, c.year(), 4);
+  buf[0] = '"';
+  buf[5] = '-';
+  put(6, c.month(), 2);
+  buf[8] = '-';
+  put(9, c.day(), 2);
+  buf[11] = 'T';
+  put(12, c.hour(), 2);
+  buf[14] = ':';
+  put(15, c.minute(), 2);
+  buf[17] = ':';
+  put(18, c.second(), 2);
+  buf[20] = '.';
+  put(21, ts.nanos() / 1000, 6);
+  buf[27] = 'Z';
+  buf[28] = '"';
+  out->append(buf, 29);
+}
+
+void AppendDouble(double d, std::string* out) {
+  if (!std::isfinite(d)) {
+    out->append("null");
+    return;
+  }
+  char buf[32];
+  auto result = std::to_chars(buf, buf + sizeof(buf), d);  // Shortest form.
+  out->append(buf, result.ptr);
+}
+
+void AppendValue(const google::protobuf::Value& v, std::string* out);
+
+void AppendStruct(const google::protobuf::Struct& s, std::string* out) {
+  std::vector<const std::string*> keys;
+  for (const auto& [key, value] : s.fields()) keys.push_back(&key);
+  std::sort(keys.begin(), keys.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
+  out->push_back('{');
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i > 0) out->push_back(',');
+    AppendString(*keys[i], out);
+    out->push_back(':');
+    AppendValue(s.fields().at(*keys[i]), out);
+  }
+  out->push_back('}');
+}
+
+void AppendValue(const google::protobuf::Value& v, std::string* out) {
+  switch (v.kind_case()) {
+    case google::protobuf::Value::kBoolValue:
+      out->append(v.bool_value() ? "true" : "false");
+      return;
+    case google::protobuf::Value::kNumberValue:
+      AppendDouble(v.number_value(), out);
+      return;
+    case google::protobuf::Value::kStringValue:
+      AppendString(v.string_value(), out);
+      return;
+    case google::protobuf::Value::kStructValue:
+      AppendStruct(v.struct_value(), out);
+      return;
+    case google::protobuf::Value::kListValue: {
+      out->push_back('[');
+      const auto& values = v.list_value().values();
+      for (int i = 0; i < values.size(); ++i) {
+        if (i > 0) out->push_back(',');
+        AppendValue(values[i], out);
+      }
+      out->push_back(']');
+      return;
+    }
+    default:
+      out->append("null");
+  }
+}
+
+void AppendMessage(const Message& m, std::string* out);
+
+void AppendField(const Message& m, const FieldDescriptor* f, int index,
+                 std::string* out) {
   const Reflection* r = m.GetReflection();
   const bool repeated = f->is_repeated();
   switch (f->cpp_type()) {
     case FieldDescriptor::CPPTYPE_INT32:
-      return repeated ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f);
+      absl::StrAppend(
+          out, repeated ? r->GetRepeatedInt32(m, f, index) : r->GetInt32(m, f));
+      return;
     case FieldDescriptor::CPPTYPE_INT64:
-      return repeated ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f);
+      absl::StrAppend(
+          out, repeated ? r->GetRepeatedInt64(m, f, index) : r->GetInt64(m, f));
+      return;
     case FieldDescriptor::CPPTYPE_UINT32:
-      return repeated ? r->GetRepeatedUInt32(m, f, index) : r->GetUInt32(m, f);
+      absl::StrAppend(out, repeated ? r->GetRepeatedUInt32(m, f, index)
+                                    : r->GetUInt32(m, f));
+      return;
     case FieldDescriptor::CPPTYPE_UINT64:
-      return repeated ? r->GetRepeatedUInt64(m, f, index) : r->GetUInt64(m, f);
+      absl::StrAppend(out, repeated ? r->GetRepeatedUInt64(m, f, index)
+                                    : r->GetUInt64(m, f));
+      return;
     case FieldDescriptor::CPPTYPE_DOUBLE:
-      return repeated ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f);
+      AppendDouble(
+          repeated ? r->GetRepeatedDouble(m, f, index) : r->GetDouble(m, f),
+          out);
+      return;
     case FieldDescriptor::CPPTYPE_FLOAT:
-      return repeated ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f);
+      AppendDouble(
+          repeated ? r->GetRepeatedFloat(m, f, index) : r->GetFloat(m, f), out);
+      return;
     case FieldDescriptor::CPPTYPE_BOOL:
-      return repeated ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f);
+      out->append(
+          (repeated ? r->GetRepeatedBool(m, f, index) : r->GetBool(m, f))
+              ? "true"
+              : "false");
+      return;
     case FieldDescriptor::CPPTYPE_ENUM:
-      return repeated ? r->GetRepeatedEnum(m, f, index)->name()
-                      : r->GetEnum(m, f)->name();
-    case FieldDescriptor::CPPTYPE_STRING:
-      return repeated ? r->GetRepeatedString(m, f, index) : r->GetString(m, f);
-    case FieldDescriptor::CPPTYPE_MESSAGE: {
-      const Message& sub =
-          repeated ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f);
-      return ToJson(sub);
+      AppendString(repeated ? r->GetRepeatedEnum(m, f, index)->name()
+                            : r->GetEnum(m, f)->name(),
+                   out);
+      return;
+    case FieldDescriptor::CPPTYPE_STRING: {
+      std::string scratch;
+      AppendString(repeated
+                       ? r->GetRepeatedStringReference(m, f, index, &scratch)
+                       : r->GetStringReference(m, f, &scratch),
+                   out);
+      return;
+    }
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      AppendMessage(
+          repeated ? r->GetRepeatedMessage(m, f, index) : r->GetMessage(m, f),
+          out);
+      return;
+  }
+}
+
+void AppendMessage(const Message& m, std::string* out) {
+  const Descriptor* d = m.GetDescriptor();
+  if (IsTimestamp(d)) {
+    AppendTimestamp(static_cast<const google::protobuf::Timestamp&>(m), out);
+    return;
+  }
+  if (IsStruct(d)) {
+    AppendStruct(static_cast<const google::protobuf::Struct&>(m), out);
+    return;
+  }
+  const Reflection* r = m.GetReflection();
+  out->push_back('{');
+  bool first = true;
+  auto key = [&](const FieldDescriptor* f) {
+    if (!first) out->push_back(',');
+    first = false;
+    AppendString(f->name(), out);
+    out->push_back(':');
+  };
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->is_map()) {
+      // Sorted keys, so equal maps print equally.
+      const Descriptor* e = f->message_type();
+      const FieldDescriptor* key_field = e->FindFieldByName("key");
+      const FieldDescriptor* value_field = e->FindFieldByName("value");
+      std::vector<std::pair<std::string, int>> entries;
+      for (int k = 0; k < r->FieldSize(m, f); ++k) {
+        const Message& entry = r->GetRepeatedMessage(m, f, k);
+        entries.emplace_back(entry.GetReflection()->GetString(entry, key_field),
+                             k);
+      }
+      std::sort(entries.begin(), entries.end());
+      key(f);
+      out->push_back('{');
+      for (size_t k = 0; k < entries.size(); ++k) {
+        if (k > 0) out->push_back(',');
+        AppendString(entries[k].first, out);
+        out->push_back(':');
+        AppendField(r->GetRepeatedMessage(m, f, entries[k].second), value_field,
+                    0, out);
+      }
+      out->push_back('}');
+    } else if (f->is_repeated()) {
+      key(f);
+      out->push_back('[');
+      for (int k = 0; k < r->FieldSize(m, f); ++k) {
+        if (k > 0) out->push_back(',');
+        AppendField(m, f, k, out);
+      }
+      out->push_back(']');
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (r->HasField(m, f)) {
+        key(f);
+        AppendField(m, f, 0, out);
+      } else if (IsTimestamp(f->message_type())) {
+        key(f);
+        out->append("null");
+      }
+    } else if (!f->has_presence() || r->HasField(m, f)) {
+      key(f);
+      AppendField(m, f, 0, out);
     }
   }
-  return nullptr;
+  out->push_back('}');
 }
 
 // --- Input
@@ -218,45 +418,11 @@ int Depth(const nlohmann::json& j) {
 
 }  // namespace
 
-nlohmann::json ToJson(const Message& message) {
-  const Descriptor* d = message.GetDescriptor();
-  if (IsTimestamp(d)) {
-    return TimeUtil::ToString(
-        static_cast<const google::protobuf::Timestamp&>(message));
-  }
-  if (IsStruct(d)) {
-    return StructToJson(static_cast<const google::protobuf::Struct&>(message));
-  }
-  const Reflection* r = message.GetReflection();
-  nlohmann::json out = nlohmann::json::object();
-  for (int i = 0; i < d->field_count(); ++i) {
-    const FieldDescriptor* f = d->field(i);
-    if (f->is_map()) {
-      nlohmann::json map = nlohmann::json::object();
-      for (int k = 0; k < r->FieldSize(message, f); ++k) {
-        const Message& entry = r->GetRepeatedMessage(message, f, k);
-        const Descriptor* e = entry.GetDescriptor();
-        map[entry.GetReflection()->GetString(entry,
-                                             e->FindFieldByName("key"))] =
-            ScalarToJson(entry, e->FindFieldByName("value"), 0);
-      }
-      out[f->name()] = map;
-    } else if (f->is_repeated()) {
-      nlohmann::json list = nlohmann::json::array();
-      for (int k = 0; k < r->FieldSize(message, f); ++k) {
-        list.push_back(ScalarToJson(message, f, k));
-      }
-      out[f->name()] = list;
-    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
-      if (r->HasField(message, f)) {
-        out[f->name()] = ScalarToJson(message, f, 0);
-      } else if (IsTimestamp(f->message_type())) {
-        out[f->name()] = nullptr;
-      }
-    } else if (!f->has_presence() || r->HasField(message, f)) {
-      out[f->name()] = ScalarToJson(message, f, 0);
-    }
-  }
+std::string ToJsonString(const Message& message) {
+  std::string out;
+  // About the serialized size, so the text grows without reallocating.
+  out.reserve(message.ByteSizeLong() * 2 + 256);
+  AppendMessage(message, &out);
   return out;
 }
 

@@ -22,7 +22,9 @@ namespace idsync {
 
 inline constexpr int kMaxJsonDepth = 32;
 
-nlohmann::json ToJson(const google::protobuf::Message& message);
+// The message as JSON text, written straight into a string (no tree):
+// list responses are the API's hot path.
+std::string ToJsonString(const google::protobuf::Message& message);
 
 // Parses a JSON object into `message` (which is cleared first).
 // kInvalidArgument naming the problem.

@@ -231,6 +231,13 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (tenant_id, key)
 ) WITHOUT ROWID;
 )sql",
+      // 3: list records of a tenant in id order, active ones first-class.
+      R"sql(
+CREATE INDEX identities_list ON identities(tenant_id, deleted_at, id);
+CREATE INDEX accounts_list ON accounts(tenant_id, deleted_at, id);
+CREATE INDEX entitlements_list ON entitlements(tenant_id, deleted_at, id);
+CREATE INDEX grants_list ON grants(tenant_id, deleted_at, id);
+)sql",
   };
   return *migrations;
 }

@@ -38,7 +38,8 @@ class RecordWriter {
                                  idsync::v1::RecordKind kind,
                                  const google::protobuf::Message& record,
                                  uint64_t content_hash);
-  // Overwrites the row and clears a deletion mark.
+  // Overwrites the row and clears a deletion mark. The record's key must be
+  // the stored row's key (keys never change; a new key is a new record).
   absl::Status Update(const RecordScope& scope, idsync::v1::RecordKind kind,
                       int64_t id, const google::protobuf::Message& record,
                       uint64_t content_hash);

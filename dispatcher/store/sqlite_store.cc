@@ -155,7 +155,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
   IDSYNC_ASSIGN_OR_RETURN(SqliteDb db, OpenSqlite(options.path, false));
   IDSYNC_RETURN_IF_ERROR(Migrate(db.get()));
   return std::unique_ptr<SqliteStore>(
-      new SqliteStore(options.path, std::move(db)));
+      new SqliteStore(options.path, *options.clock, std::move(db)));
 }
 
 absl::StatusOr<int64_t> SqliteStore::EnsureTenant(absl::string_view name) {
@@ -165,7 +165,7 @@ absl::StatusOr<int64_t> SqliteStore::EnsureTenant(absl::string_view name) {
       Statement::Prepare(db_.get(),
                          "INSERT INTO tenants(name, created_at) VALUES(?, ?) "
                          "ON CONFLICT(name) DO NOTHING"));
-  insert.Bind(1, name).Bind(2, Micros(absl::Now()));
+  insert.Bind(1, name).Bind(2, Micros(clock_.Now()));
   IDSYNC_RETURN_IF_ERROR(insert.Run());
   IDSYNC_ASSIGN_OR_RETURN(
       Statement select,
@@ -193,7 +193,7 @@ absl::StatusOr<ConnectorRow> SqliteStore::UpsertConnector(
             "UPDATE SET type=excluded.type, mode=excluded.mode, "
             "config=excluded.config, updated_at=excluded.updated_at "
             "RETURNING id"));
-    const int64_t now = Micros(absl::Now());
+    const int64_t now = Micros(clock_.Now());
     upsert.Bind(1, connector.tenant_id).Bind(2, connector.business_id);
     upsert.Bind(3, connector.type).Bind(4, connector.mode);
     upsert.Bind(5, connector.config_json).Bind(6, connector.deletion_threshold);

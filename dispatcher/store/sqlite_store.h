@@ -11,13 +11,16 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "connector/clock.h"
+#include "dispatcher/store/read_connection.h"
 #include "dispatcher/store/sqlite_util.h"
 #include "dispatcher/store/store.h"
 
 namespace idsync {
 
 struct StoreOptions {
-  std::string path;  // Created (with its schema) if missing.
+  std::string path;               // Created (with its schema) if missing.
+  Clock* clock = &Clock::Real();  // Stamps API writes; must outlive the store.
 };
 
 class SqliteStore final : public Store {
@@ -76,21 +79,22 @@ class SqliteStore final : public Store {
       const RunRow& run) override;
 
  private:
-  SqliteStore(std::string path, SqliteDb db)
-      : path_(std::move(path)), db_(std::move(db)) {}
+  SqliteStore(std::string path, Clock& clock, SqliteDb db)
+      : path_(std::move(path)), clock_(clock), db_(std::move(db)) {}
 
   // A read connection from the pool, returned when the lease ends.
   class ReadLease {
    public:
-    ReadLease(SqliteStore& store, SqliteDb db)
-        : store_(store), db_(std::move(db)) {}
+    ReadLease(SqliteStore& store, std::unique_ptr<ReadConnection> conn)
+        : store_(store), conn_(std::move(conn)) {}
     ~ReadLease();
     ReadLease(ReadLease&&) = default;
-    sqlite3* get() const { return db_.get(); }
+    ReadConnection& operator*() const { return *conn_; }
+    ReadConnection* operator->() const { return conn_.get(); }
 
    private:
     SqliteStore& store_;
-    SqliteDb db_;
+    std::unique_ptr<ReadConnection> conn_;
   };
   absl::StatusOr<ReadLease> Reader();
   absl::StatusOr<std::optional<RunRow>> QueryRun(absl::string_view where,
@@ -99,13 +103,15 @@ class SqliteStore final : public Store {
 
   // Constant after construction.
   const std::string path_;
+  Clock& clock_;
 
   // The write connection: store-level writes and WriteTxn bodies.
   absl::Mutex mu_;
   SqliteDb db_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex pool_mu_;
-  std::vector<SqliteDb> readers_ ABSL_GUARDED_BY(pool_mu_);
+  std::vector<std::unique_ptr<ReadConnection>> readers_
+      ABSL_GUARDED_BY(pool_mu_);
 };
 
 }  // namespace idsync

@@ -27,6 +27,7 @@ constexpr size_t kMaxPooledReaders = 16;
 struct ListSql {
   std::string columns;
   std::string from;
+  std::string count_from;  // FROM for the count, if it can skip joins.
   std::string id_column;
   std::vector<std::string> where;
   std::vector<std::variant<int64_t, std::string>> binds;
@@ -39,9 +40,10 @@ struct ListSql {
   }
 };
 
-// Runs the count and the page; calls `row` for each row of the page.
+// Runs the count (cached until the database changes) and the page; calls
+// `row` for each row of the page.
 absl::StatusOr<int64_t> RunList(
-    sqlite3* db, const ListSql& sql, const ListQuery& q,
+    ReadConnection& conn, const ListSql& sql, const ListQuery& q,
     const std::function<void(const Statement&)>& row) {
   const std::string where = absl::StrJoin(sql.where, " AND ");
   auto bind_filters = [&](Statement& s) {
@@ -55,35 +57,50 @@ absl::StatusOr<int64_t> RunList(
     }
     return i;
   };
-  IDSYNC_ASSIGN_OR_RETURN(
-      Statement count,
-      Statement::Prepare(db, absl::StrCat("SELECT count(*) FROM ", sql.from,
-                                          " WHERE ", where)));
-  bind_filters(count);
-  IDSYNC_ASSIGN_OR_RETURN(bool has_count, count.Step());
-  const int64_t total = has_count ? count.Int(0) : 0;
-  count.Reset();
+  const std::string count_sql = absl::StrCat(
+      "SELECT count(*) FROM ",
+      sql.count_from.empty() ? sql.from : sql.count_from, " WHERE ", where);
+  std::string key = count_sql;
+  for (const auto& b : sql.binds) {
+    absl::StrAppend(&key, "\x1f",
+                    std::holds_alternative<int64_t>(b)
+                        ? absl::StrCat(std::get<int64_t>(b))
+                        : std::get<std::string>(b));
+  }
+  IDSYNC_ASSIGN_OR_RETURN(std::optional<int64_t> total, conn.CachedTotal(key));
+  if (!total.has_value()) {
+    IDSYNC_ASSIGN_OR_RETURN(Statement * count, conn.Prepare(count_sql));
+    bind_filters(*count);
+    IDSYNC_ASSIGN_OR_RETURN(bool has_count, count->Step());
+    total = has_count ? count->Int(0) : 0;
+    count->Reset();
+    conn.StoreTotal(key, *total);
+  }
 
   std::string page_where = where;
   if (q.after_id.has_value()) {
     absl::StrAppend(&page_where, " AND ", sql.id_column, " > ?");
   }
   IDSYNC_ASSIGN_OR_RETURN(
-      Statement page,
-      Statement::Prepare(
-          db, absl::StrCat("SELECT ", sql.columns, " FROM ", sql.from,
-                           " WHERE ", page_where, " ORDER BY ", sql.id_column,
-                           " LIMIT ? OFFSET ?")));
-  int i = bind_filters(page);
-  if (q.after_id.has_value()) page.Bind(i++, *q.after_id);
-  page.Bind(i++, static_cast<int64_t>(q.limit));
-  page.Bind(i++, q.after_id.has_value() ? int64_t{0} : q.offset);
+      Statement * page,
+      conn.Prepare(absl::StrCat("SELECT ", sql.columns, " FROM ", sql.from,
+                                " WHERE ", page_where, " ORDER BY ",
+                                sql.id_column, " LIMIT ? OFFSET ?")));
+  int i = bind_filters(*page);
+  if (q.after_id.has_value()) page->Bind(i++, *q.after_id);
+  page->Bind(i++, static_cast<int64_t>(q.limit));
+  page->Bind(i++, q.after_id.has_value() ? int64_t{0} : q.offset);
   while (true) {
-    IDSYNC_ASSIGN_OR_RETURN(bool more, page.Step());
-    if (!more) break;
-    row(page);
+    absl::StatusOr<bool> more = page->Step();
+    if (!more.ok()) {
+      page->Reset();
+      return more.status();
+    }
+    if (!*more) break;
+    row(*page);
   }
-  return total;
+  page->Reset();
+  return *total;
 }
 
 google::protobuf::Timestamp Stamp(int64_t us) {
@@ -94,15 +111,22 @@ google::protobuf::Timestamp Stamp(int64_t us) {
 // names are the message's field names.
 template <typename Msg>
 Msg ReadRecord(const KindSchema& kind, const Statement& s) {
+  // The message fields of the kind's columns, looked up once per type.
+  static const auto* fields = [&kind] {
+    auto* v = new std::vector<const google::protobuf::FieldDescriptor*>();
+    for (const char* column : kind.columns) {
+      v->push_back(Msg::descriptor()->FindFieldByName(column));
+    }
+    return v;
+  }();
   Msg m;
-  const google::protobuf::Descriptor* d = m.GetDescriptor();
   const google::protobuf::Reflection* r = m.GetReflection();
   int c = 0;
   m.set_id(s.Int(c++));
   m.set_source(s.Text(c++));
   m.set_connector_id(s.Int(c++));
-  for (const char* column : kind.columns) {
-    r->SetString(&m, d->FindFieldByName(column), s.Text(c++));
+  for (const google::protobuf::FieldDescriptor* field : *fields) {
+    r->SetString(&m, field, s.Text(c++));
   }
   if (!s.IsNull(c)) {
     auto attributes = nlohmann::json::parse(s.Text(c), nullptr, false);
@@ -134,6 +158,8 @@ ListSql RecordSql(const KindSchema& kind, const ListQuery& q) {
   sql.from =
       absl::StrCat(kind.table, " r JOIN connectors c ON c.id = r.connector_id");
   sql.id_column = "r.id";
+  // The join only names the source; counting needs it only to filter by it.
+  if (q.source.empty()) sql.count_from = absl::StrCat(kind.table, " r");
   sql.Where("r.tenant_id=?", q.tenant_id);
   if (q.connector_id.has_value())
     sql.Where("r.connector_id=?", *q.connector_id);
@@ -153,11 +179,11 @@ ListSql RecordSql(const KindSchema& kind, const ListQuery& q) {
 }
 
 template <typename Msg>
-absl::StatusOr<int64_t> ListRecords(sqlite3* db, RecordKind kind,
+absl::StatusOr<int64_t> ListRecords(ReadConnection& conn, RecordKind kind,
                                     const ListQuery& q,
                                     std::vector<Msg>* items) {
   const KindSchema& schema = SchemaFor(kind);
-  return RunList(db, RecordSql(schema, q), q, [&](const Statement& s) {
+  return RunList(conn, RecordSql(schema, q), q, [&](const Statement& s) {
     items->push_back(ReadRecord<Msg>(schema, s));
   });
 }
@@ -303,8 +329,19 @@ class SqliteWriteTxn final : public WriteTxn {
   absl::StatusOr<RunRow> InsertRun(const RunRow& run) override {
     absl::StatusOr<int64_t> id = InsertRunRow(db_, run);
     if (absl::IsFailedPrecondition(id.status())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "connector ", run.connector_id, " already has an active run"));
+      // A constraint failed: the one-active-run index, or a bad reference.
+      IDSYNC_ASSIGN_OR_RETURN(
+          Statement active,
+          Statement::Prepare(db_,
+                             "SELECT id FROM sync_runs WHERE connector_id=? "
+                             "AND status='running'"));
+      active.Bind(1, run.connector_id);
+      IDSYNC_ASSIGN_OR_RETURN(bool running, active.Step());
+      if (running) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("connector ", run.connector_id,
+                         " already has an active run (", active.Int(0), ")"));
+      }
     }
     IDSYNC_RETURN_IF_ERROR(id.status());
     IDSYNC_ASSIGN_OR_RETURN(
@@ -390,10 +427,10 @@ sqlite3* Raw(WriteTxn& txn) { return static_cast<SqliteWriteTxn&>(txn).db(); }
 }  // namespace
 
 SqliteStore::ReadLease::~ReadLease() {
-  if (db_ == nullptr) return;
+  if (conn_ == nullptr) return;
   absl::MutexLock lock(&store_.pool_mu_);
   if (store_.readers_.size() < kMaxPooledReaders) {
-    store_.readers_.push_back(std::move(db_));
+    store_.readers_.push_back(std::move(conn_));
   }
 }
 
@@ -401,37 +438,38 @@ absl::StatusOr<SqliteStore::ReadLease> SqliteStore::Reader() {
   {
     absl::MutexLock lock(&pool_mu_);
     if (!readers_.empty()) {
-      SqliteDb db = std::move(readers_.back());
+      std::unique_ptr<ReadConnection> conn = std::move(readers_.back());
       readers_.pop_back();
-      return ReadLease(*this, std::move(db));
+      return ReadLease(*this, std::move(conn));
     }
   }
-  IDSYNC_ASSIGN_OR_RETURN(SqliteDb db, OpenSqlite(path_, /*read_only=*/true));
-  return ReadLease(*this, std::move(db));
+  IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<ReadConnection> conn,
+                          ReadConnection::Open(path_));
+  return ReadLease(*this, std::move(conn));
 }
 
 absl::StatusOr<int64_t> SqliteStore::ListIdentities(
     const ListQuery& q, std::vector<idsync::v1::Identity>* items) {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  return ListRecords(db.get(), idsync::v1::RECORD_KIND_IDENTITY, q, items);
+  return ListRecords(*db, idsync::v1::RECORD_KIND_IDENTITY, q, items);
 }
 
 absl::StatusOr<int64_t> SqliteStore::ListAccounts(
     const ListQuery& q, std::vector<idsync::v1::Account>* items) {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  return ListRecords(db.get(), idsync::v1::RECORD_KIND_ACCOUNT, q, items);
+  return ListRecords(*db, idsync::v1::RECORD_KIND_ACCOUNT, q, items);
 }
 
 absl::StatusOr<int64_t> SqliteStore::ListEntitlements(
     const ListQuery& q, std::vector<idsync::v1::Entitlement>* items) {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  return ListRecords(db.get(), idsync::v1::RECORD_KIND_ENTITLEMENT, q, items);
+  return ListRecords(*db, idsync::v1::RECORD_KIND_ENTITLEMENT, q, items);
 }
 
 absl::StatusOr<int64_t> SqliteStore::ListGrants(
     const ListQuery& q, std::vector<idsync::v1::Grant>* items) {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  return ListRecords(db.get(), idsync::v1::RECORD_KIND_GRANT, q, items);
+  return ListRecords(*db, idsync::v1::RECORD_KIND_GRANT, q, items);
 }
 
 absl::StatusOr<int64_t> SqliteStore::ListConnectors(
@@ -444,7 +482,7 @@ absl::StatusOr<int64_t> SqliteStore::ListConnectors(
   sql.Where("tenant_id=?", q.tenant_id);
   sql.Where("type != 'api'");  // The API's own source is not a connector.
   if (q.connector_id.has_value()) sql.Where("id=?", *q.connector_id);
-  return RunList(db.get(), sql, q, [&](const Statement& s) {
+  return RunList(*db, sql, q, [&](const Statement& s) {
     items->push_back(ReadConnector(s));
   });
 }
@@ -461,7 +499,7 @@ absl::StatusOr<int64_t> SqliteStore::ListRuns(const ListQuery& q,
   for (const auto& [column, value] : q.equals) {
     sql.Where(absl::StrCat(column, "=?"), value);
   }
-  return RunList(db.get(), sql, q,
+  return RunList(*db, sql, q,
                  [&](const Statement& s) { items->push_back(ReadRun(s)); });
 }
 
@@ -476,7 +514,7 @@ absl::StatusOr<int64_t> SqliteStore::ListTokens(const ListQuery& q,
   for (const auto& [column, value] : q.equals) {
     sql.Where(absl::StrCat(column, "=?"), value);
   }
-  return RunList(db.get(), sql, q,
+  return RunList(*db, sql, q,
                  [&](const Statement& s) { items->push_back(ReadToken(s)); });
 }
 
@@ -492,7 +530,7 @@ absl::StatusOr<int64_t> SqliteStore::ListAudit(
   for (const auto& [column, value] : q.equals) {
     sql.Where(absl::StrCat(column, "=?"), value);
   }
-  return RunList(db.get(), sql, q, [&](const Statement& s) {
+  return RunList(*db, sql, q, [&](const Statement& s) {
     idsync::v1::AuditEvent& e = items->emplace_back();
     e.set_id(s.Int(0));
     *e.mutable_at() = Stamp(s.Int(1));
@@ -512,7 +550,7 @@ absl::StatusOr<std::string> SqliteStore::ConnectorAuth(int64_t tenant_id,
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
   IDSYNC_ASSIGN_OR_RETURN(
       Statement s,
-      Statement::Prepare(db.get(),
+      Statement::Prepare(db->db(),
                          "SELECT auth_config FROM connectors WHERE "
                          "tenant_id=? AND id=?"));
   s.Bind(1, tenant_id).Bind(2, id);
@@ -525,20 +563,23 @@ absl::StatusOr<std::string> SqliteStore::ConnectorAuth(int64_t tenant_id,
 absl::StatusOr<TokenRow> SqliteStore::FindToken(absl::string_view hash) {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
   IDSYNC_ASSIGN_OR_RETURN(
-      Statement s,
-      Statement::Prepare(db.get(), absl::StrCat("SELECT ", kTokenColumns,
-                                                " FROM tokens WHERE hash=?")));
-  s.BindBlob(1, hash);
-  IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
-  if (!found) return absl::NotFoundError("unknown token");
-  return ReadToken(s);
+      Statement * s, db->Prepare(absl::StrCat("SELECT ", kTokenColumns,
+                                              " FROM tokens WHERE hash=?")));
+  s->BindBlob(1, hash);
+  absl::StatusOr<bool> found = s->Step();
+  std::optional<TokenRow> token;
+  if (found.ok() && *found) token = ReadToken(*s);
+  s->Reset();
+  if (!found.ok()) return found.status();
+  if (!token.has_value()) return absl::NotFoundError("unknown token");
+  return *std::move(token);
 }
 
 absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
   IDSYNC_ASSIGN_OR_RETURN(
       Statement s, Statement::Prepare(
-                       db.get(), absl::StrCat("SELECT ", kRunColumns,
+                       db->db(), absl::StrCat("SELECT ", kRunColumns,
                                               " FROM sync_runs WHERE "
                                               "status='running' ORDER BY id")));
   std::vector<RunRow> runs;
@@ -556,7 +597,7 @@ absl::Status SqliteStore::Write(const WriteBody& body) {
   IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
   absl::Status s;
   {
-    SqliteWriteTxn txn(db, absl::Now());
+    SqliteWriteTxn txn(db, clock_.Now());
     s = body(txn);
   }  // Statements are finalized before the transaction ends.
   if (s.ok()) s = Exec(db, "COMMIT");
@@ -583,7 +624,7 @@ absl::StatusOr<IdempotencyState> SqliteStore::BeginIdempotent(
       const bool same = find.Blob(0) == request_hash;
       const std::string current = find.Text(1);
       const bool stale = current == "in_flight" &&
-                         FromMicros(find.Int(4)) + stale_after < txn.now();
+                         FromMicros(find.Int(4)) + stale_after <= txn.now();
       if (current == "done") {
         state.kind =
             same ? IdempotencyState::kDone : IdempotencyState::kMismatch;

@@ -258,7 +258,8 @@ class Store {
   // Drops an in-flight claim whose request failed (nothing to replay).
   virtual absl::Status AbandonIdempotent(int64_t tenant_id,
                                          absl::string_view key) = 0;
-  // Deletes completed keys older than `age`.
+  // Deletes keys first claimed more than `age` ago, done or abandoned in
+  // flight: a key replays for `age` after its first use.
   virtual absl::Status ExpireIdempotent(absl::Duration age) = 0;
 
   // --- Sync runs ---
