@@ -38,6 +38,19 @@ std::optional<idsync::v1::SyncChunk> ChunkQueue::Pop() {
   return chunk;
 }
 
+std::optional<idsync::v1::SyncChunk> ChunkQueue::PopFor(absl::Duration timeout,
+                                                        bool* timed_out) {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return finished_ || !chunks_.empty();
+  };
+  *timed_out = !mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
+  if (chunks_.empty()) return std::nullopt;
+  idsync::v1::SyncChunk chunk = std::move(chunks_.front());
+  chunks_.pop_front();
+  return chunk;
+}
+
 void ChunkQueue::Close(absl::Status why) {
   absl::MutexLock lock(&mu_);
   closed_ = why.ok() ? absl::CancelledError("closed") : std::move(why);

@@ -27,6 +27,9 @@ class ChunkQueue final : public RecordSink {
   // Consumer side. The next chunk, or nullopt once the producer has finished
   // and every chunk was taken.
   std::optional<idsync::v1::SyncChunk> Pop();
+  // Like Pop, but gives up after `timeout`: then *timed_out is true.
+  std::optional<idsync::v1::SyncChunk> PopFor(absl::Duration timeout,
+                                              bool* timed_out);
   // Stops the producer: its next (or blocked) Write returns `why`, and
   // pending chunks are dropped.
   void Close(absl::Status why);

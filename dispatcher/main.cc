@@ -127,6 +127,8 @@ int Serve(const ServeOptions& o) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // Exclusive port: with SO_REUSEPORT a second dispatcher would share it.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int bound_grpc_port = 0;
   builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(),
                            &bound_grpc_port);

@@ -42,6 +42,10 @@ RecordKey KeyOf(const idsync::v1::RemoteGrant& r) {
 
 int KindIndex(RecordKind kind) { return static_cast<int>(kind) - 1; }
 
+// How long the engine waits on the source before looking up: whether an API
+// write waits for the store, the commit interval, a cancel request.
+constexpr absl::Duration kSourceWaitSlice = absl::Milliseconds(10);
+
 absl::Status ValidateOptions(const SyncOptions& o) {
   if (o.chunk_size < 1 || o.chunk_size > kMaxChunkSize) {
     return absl::InvalidArgumentError(
@@ -218,7 +222,24 @@ class SyncEngine::Execution {
     std::thread producer(
         [&]() { queue.Finish(connector_.Sync(request, queue)); });
     absl::Status applied;
-    while (std::optional<idsync::v1::SyncChunk> chunk = queue.Pop()) {
+    while (true) {
+      bool timed_out = false;
+      std::optional<idsync::v1::SyncChunk> chunk =
+          queue.PopFor(kSourceWaitSlice, &timed_out);
+      if (!chunk.has_value() && !timed_out) break;  // The source is done.
+      if (!chunk.has_value()) {
+        // Waiting on the source: a group open all that time would hold the
+        // store's write lock, so commit it when an API write waits or the
+        // commit interval is up.
+        if (in_group_ &&
+            (writer_->ShouldYield() ||
+             engine_.clock_.Now() - group_start_ >= options_.commit_interval)) {
+          applied = CommitGroup();
+        }
+        if (applied.ok()) applied = CheckCancelled();
+        if (!applied.ok()) break;
+        continue;
+      }
       applied = ApplyChunk(*chunk);
       if (applied.ok()) applied = CheckCancelled();
       if (!applied.ok() || run_.cut) break;
@@ -280,7 +301,8 @@ class SyncEngine::Execution {
     const absl::Time now = engine_.clock_.Now();
     run_.updated_at = now;
     if (group_records_ >= options_.max_group_records ||
-        now - group_start_ >= options_.commit_interval) {
+        now - group_start_ >= options_.commit_interval ||
+        writer_->ShouldYield()) {
       IDSYNC_RETURN_IF_ERROR(CommitGroup());
     }
     if (progress_) progress_(run_);

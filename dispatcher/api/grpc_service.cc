@@ -8,6 +8,8 @@
 #include "absl/strings/str_format.h"
 #include "dispatcher/api/status_mapping.h"
 #include "dispatcher/secrets.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 
 namespace idsync {
 namespace {
@@ -19,6 +21,21 @@ std::string Metadata(grpc::ServerContext* context, const std::string& key) {
   auto it = md.find(key);
   return it == md.end() ? ""
                         : std::string(it->second.data(), it->second.size());
+}
+
+// The request's bytes with map fields in key order. Map iteration order is
+// randomised per message, so plain serialization of the same request (e.g.
+// identity attributes, a connector's config) differs between a call and its
+// retry, which would turn an idempotent replay into a mismatch.
+std::string DeterministicBytes(const google::protobuf::Message& message) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    message.SerializeToCodedStream(&coded);
+  }
+  return out;
 }
 
 }  // namespace
@@ -75,12 +92,18 @@ grpc::Status ControlPlaneGrpc::Write(
     *response = *std::move(result);
     return grpc::Status::OK;
   }
+  // A stored response is only for a caller allowed to make the request
+  // (every write is an admin's); keys are shared across the tenant.
+  if (caller->role != "admin") {
+    return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                        "this token may only read (role auditor); writes "
+                        "need an admin token");
+  }
   if (key.size() > 255) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "idempotency-key is longer than 255 characters");
   }
-  std::string serialized;
-  request.SerializeToString(&serialized);
+  const std::string serialized = DeterministicBytes(request);
   // gRPC keys share the tenant's key space with REST; the method name in the
   // hash keeps a reuse across faces or methods a mismatch.
   const std::string hash =
@@ -109,8 +132,16 @@ grpc::Status ControlPlaneGrpc::Write(
   }
   BeforeCommit store_response = [&](const google::protobuf::Message& r,
                                     WriteTxn& txn) {
-    return txn.CompleteIdempotent(caller->tenant_id, key, 0,
-                                  r.SerializeAsString());
+    // A token's secret is shown once and never stored: a replay returns the
+    // token without it.
+    std::string stored = r.SerializeAsString();
+    if (r.GetDescriptor() == v1::CreateTokenResponse::descriptor()) {
+      v1::CreateTokenResponse redacted;
+      redacted.CopyFrom(r);
+      redacted.clear_secret();
+      stored = redacted.SerializeAsString();
+    }
+    return txn.CompleteIdempotent(caller->tenant_id, key, 0, stored);
   };
   absl::StatusOr<Resp> result =
       (service_.*method)(*caller, request, store_response);

@@ -1,7 +1,9 @@
 #include "dispatcher/api/rest_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -301,6 +303,14 @@ class RestServer::Handler {
       return SendError(absl::InvalidArgumentError(
           "Idempotency-Key must be 1-255 visible ASCII characters"));
     }
+    // Keys are per tenant: a stored response is only for a caller who may
+    // make the request (every write is an admin's), or an auditor repeating
+    // an admin's key and body would be handed, e.g., a new token's secret.
+    if (caller_.role != "admin") {
+      return SendError(absl::PermissionDeniedError(
+          "this token may only read (role auditor); writes need an admin "
+          "token"));
+    }
     const std::string hash =
         TokenHash(absl::StrCat(req_.method, "\n", req_.path, "\n", req_.body));
     absl::StatusOr<IdempotencyState> state = server_.store_.BeginIdempotent(
@@ -327,8 +337,17 @@ class RestServer::Handler {
     BeforeCommit store_response = [&](const Message& response,
                                       WriteTxn& txn) -> absl::Status {
       stored = ToJsonString(response);
+      if (response.GetDescriptor() != v1::CreateTokenResponse::descriptor()) {
+        return txn.CompleteIdempotent(caller_.tenant_id, key, route.status,
+                                      stored);
+      }
+      // A token's secret is shown once and never stored: a replay returns
+      // the token without it.
+      v1::CreateTokenResponse redacted;
+      redacted.CopyFrom(response);
+      redacted.clear_secret();
       return txn.CompleteIdempotent(caller_.tenant_id, key, route.status,
-                                    stored);
+                                    ToJsonString(redacted));
     };
     absl::StatusOr<std::unique_ptr<Message>> response =
         route.handler(server_.service_, caller_, request, store_response);
@@ -484,8 +503,28 @@ absl::Status RestServer::Start() {
   // Clients that keep connections open (pipelines, dashboards) keep them;
   // the library's default closes every fifth request.
   http.set_keep_alive_max_count(10000);
+  // The library's default sets SO_REUSEPORT, so a second server on a port in
+  // use would start and share (split) the traffic; and it listens with a
+  // backlog of 5, so a burst of new connections gets SYNs dropped (clients
+  // retry after 1 s or more) or reset. Bind exclusively; remember the socket
+  // to listen on it with a full backlog.
+  auto listen_fd = std::make_shared<socket_t>(INVALID_SOCKET);
+  http.set_socket_options([listen_fd](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    *listen_fd = sock;
+  });
   http.set_pre_routing_handler(
       [this](const httplib::Request& req, httplib::Response& res) {
+        // The library does not bound chunked bodies by the payload limit:
+        // only bodies of a declared length are taken.
+        if (req.has_header("Transfer-Encoding")) {
+          Handler h(*this, req, res);
+          h.SendError(absl::InvalidArgumentError(
+              "send the body with a Content-Length (no Transfer-Encoding)"));
+          res.status = 411;
+          return httplib::Server::HandlerResponse::Handled;
+        }
         uint64_t length = 0;
         if (absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) &&
             length > options_.max_body_bytes) {
@@ -561,6 +600,7 @@ absl::Status RestServer::Start() {
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port,
                      " (in use, or no permission)"));
   }
+  if (*listen_fd != INVALID_SOCKET) ::listen(*listen_fd, SOMAXCONN);
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) absl::SleepFor(absl::Milliseconds(1));
   return absl::OkStatus();

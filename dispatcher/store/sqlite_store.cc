@@ -11,6 +11,7 @@
 #include "dispatcher/store/record_schema.h"
 #include "dispatcher/store/record_writer.h"
 #include "dispatcher/store/sqlite_rows.h"
+#include "dispatcher/store/write_gate.h"
 
 namespace idsync {
 namespace {
@@ -19,10 +20,12 @@ using idsync::v1::RecordKind;
 
 class SqliteRunWriter final : public RunWriter {
  public:
+  // "*gate" must outlive the writer.
   static absl::StatusOr<std::unique_ptr<SqliteRunWriter>> Open(
-      const std::string& path, const RunRow& run) {
+      const std::string& path, const RunRow& run, WriteGate* gate) {
     IDSYNC_ASSIGN_OR_RETURN(SqliteDb db, OpenSqlite(path, /*read_only=*/false));
-    std::unique_ptr<SqliteRunWriter> w(new SqliteRunWriter(run, std::move(db)));
+    std::unique_ptr<SqliteRunWriter> w(
+        new SqliteRunWriter(run, std::move(db), gate));
     sqlite3* raw = w->db_.get();
     IDSYNC_ASSIGN_OR_RETURN(w->records_, RecordWriter::Prepare(raw));
     IDSYNC_ASSIGN_OR_RETURN(w->update_run_,
@@ -51,8 +54,15 @@ class SqliteRunWriter final : public RunWriter {
 
   absl::Status Begin(absl::Time now) override {
     scope_.now_us = Micros(now);
-    return Exec(db_.get(), "BEGIN IMMEDIATE");
+    gate_.LockBackground();
+    absl::Status s = Exec(db_.get(), "BEGIN IMMEDIATE");
+    if (!s.ok()) gate_.Unlock();
+    return s;
   }
+
+  bool ShouldYield() override { return gate_.PriorityWaiting(); }
+
+  ~SqliteRunWriter() override { Rollback(); }  // Never leaves the gate held.
 
   absl::StatusOr<std::optional<ExistingRecord>> Lookup(RecordKind kind,
                                                        RecordKey key) override {
@@ -99,13 +109,18 @@ class SqliteRunWriter final : public RunWriter {
       s = update_run_.Run();
     }
     if (s.ok()) s = Exec(db_.get(), "COMMIT");
-    if (!s.ok()) Rollback();
+    if (!s.ok()) {
+      Rollback();
+      return s;
+    }
+    gate_.Unlock();
     return s;
   }
 
   void Rollback() override {
     if (!sqlite3_get_autocommit(db_.get())) {
       Exec(db_.get(), "ROLLBACK").IgnoreError();
+      gate_.Unlock();
     }
   }
 
@@ -119,13 +134,15 @@ class SqliteRunWriter final : public RunWriter {
   }
 
  private:
-  SqliteRunWriter(const RunRow& run, SqliteDb db) : db_(std::move(db)) {
+  SqliteRunWriter(const RunRow& run, SqliteDb db, WriteGate* gate)
+      : db_(std::move(db)), gate_(*gate) {
     scope_.tenant_id = run.tenant_id;
     scope_.connector_id = run.connector_id;
     scope_.run_id = run.id;
   }
 
   SqliteDb db_;
+  WriteGate& gate_;    // Held from Begin to Commit or Rollback.
   RecordScope scope_;  // now_us is set by Begin.
   RecordWriter records_;
   Statement update_run_, insert_reject_, insert_seen_;
@@ -159,6 +176,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(
 }
 
 absl::StatusOr<int64_t> SqliteStore::EnsureTenant(absl::string_view name) {
+  PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);
   IDSYNC_ASSIGN_OR_RETURN(
       Statement insert,
@@ -182,6 +200,7 @@ absl::StatusOr<ConnectorRow> SqliteStore::UpsertConnector(
     const ConnectorRow& connector) {
   int64_t id = 0;
   {
+    PriorityWrite gate(gate_);
     absl::MutexLock lock(&mu_);
     IDSYNC_ASSIGN_OR_RETURN(
         Statement upsert,
@@ -226,6 +245,7 @@ absl::StatusOr<ConnectorRow> SqliteStore::GetConnector(int64_t tenant_id,
 absl::StatusOr<RunRow> SqliteStore::CreateRun(const RunRow& run) {
   int64_t id = 0;
   {
+    PriorityWrite gate(gate_);
     absl::MutexLock lock(&mu_);
     absl::StatusOr<int64_t> inserted = InsertRunRow(db_.get(), run);
     if (absl::IsFailedPrecondition(inserted.status())) {
@@ -278,6 +298,7 @@ absl::StatusOr<std::optional<RunRow>> SqliteStore::ActiveRun(
 absl::Status SqliteStore::ClaimRun(int64_t tenant_id, int64_t run_id,
                                    absl::string_view expected_owner,
                                    absl::string_view new_owner) {
+  PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);
   IDSYNC_ASSIGN_OR_RETURN(
       Statement s,
@@ -336,6 +357,7 @@ absl::StatusOr<std::vector<idsync::v1::Reject>> SqliteStore::ListRejects(
 }
 
 absl::Status SqliteStore::FinishRun(const RunRow& run) {
+  PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);
   sqlite3* db = db_.get();
   IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
@@ -370,7 +392,8 @@ absl::Status SqliteStore::FinishRun(const RunRow& run) {
 
 absl::StatusOr<std::unique_ptr<RunWriter>> SqliteStore::OpenRunWriter(
     const RunRow& run) {
-  IDSYNC_ASSIGN_OR_RETURN(auto writer, SqliteRunWriter::Open(path_, run));
+  IDSYNC_ASSIGN_OR_RETURN(auto writer,
+                          SqliteRunWriter::Open(path_, run, &gate_));
   return std::unique_ptr<RunWriter>(std::move(writer));
 }
 

@@ -15,6 +15,7 @@
 #include "dispatcher/store/read_connection.h"
 #include "dispatcher/store/sqlite_util.h"
 #include "dispatcher/store/store.h"
+#include "dispatcher/store/write_gate.h"
 
 namespace idsync {
 
@@ -105,6 +106,8 @@ class SqliteStore final : public Store {
   const std::string path_;
   Clock& clock_;
 
+  // Orders this process's write transactions; API writes first.
+  WriteGate gate_;
   // The write connection: store-level writes and WriteTxn bodies.
   absl::Mutex mu_;
   SqliteDb db_ ABSL_GUARDED_BY(mu_);

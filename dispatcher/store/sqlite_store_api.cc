@@ -592,6 +592,7 @@ absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
 }
 
 absl::Status SqliteStore::Write(const WriteBody& body) {
+  PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);
   sqlite3* db = db_.get();
   IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));

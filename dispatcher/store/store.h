@@ -102,6 +102,9 @@ class RunWriter {
 
   // `now` stamps every row written until the commit.
   virtual absl::Status Begin(absl::Time now) = 0;
+  // True when a more urgent write (an API request) waits for this run's
+  // transaction: commit the group early.
+  virtual bool ShouldYield() { return false; }
   virtual absl::StatusOr<std::optional<ExistingRecord>> Lookup(
       idsync::v1::RecordKind kind, RecordKey key) = 0;
   // `record` is the message for `kind` (RemoteIdentity for identities, ...).

@@ -5,9 +5,11 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "dispatcher/store/sqlite_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -576,6 +578,45 @@ TEST_F(SyncEngineTest, ExecutesARunTheCallerCreatedAndReserved) {
   EXPECT_EQ(run->created, 20);
 }
 
+TEST_F(SyncEngineTest, AnApiWriteIsNotBlockedByARunWaitingOnItsSource) {
+  // Commits only when something asks for it: the group stays open.
+  engine_options_.commit_interval = absl::InfiniteDuration();
+  absl::Notification applied_first, release_source;
+  ScriptedConnector connector(Chunked(People(0, 30), 10));
+  connector.set_before_chunk([&](int index) {
+    if (index == 1) release_source.WaitForNotification();  // A slow source.
+  });
+  std::thread run([&] {
+    SyncEngine engine(*store_, clock_, engine_options_);
+    auto result = engine.Run(connector, row_, {}, [&](const RunRow& r) {
+      if (r.chunks == 1) applied_first.Notify();
+    });
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->status, RunStatus::kSucceeded) << result->error;
+    EXPECT_EQ(result->created, 30);
+  });
+  applied_first.WaitForNotification();
+  // The run holds an open group and waits on its source; an API write (the
+  // HR joiner) goes through all the same.
+  absl::Notification wrote;
+  std::thread writer([&] {
+    EXPECT_TRUE(store_
+                    ->Write([&](WriteTxn& txn) {
+                      AuditEntry e;
+                      e.tenant_id = row_.tenant_id;
+                      e.action = "identity.create";
+                      return txn.Audit(e);
+                    })
+                    .ok());
+    wrote.Notify();
+  });
+  EXPECT_TRUE(wrote.WaitForNotificationWithTimeout(absl::Seconds(5)))
+      << "the API write waited for the sync's source";
+  release_source.Notify();
+  writer.join();
+  run.join();
+}
+
 // Simulates a crash after `commits` commits, then resumes in a new engine
 // with the owner marked dead, and returns the resumed run.
 class SyncEngineCrashTest : public SyncEngineTest {
@@ -736,6 +777,100 @@ TEST_F(SyncEngineCrashTest, RunAbandonedByThisProcessIsResumed) {
   EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
   EXPECT_EQ(run.resumes, 1);
   EXPECT_EQ(run.created, 200);
+}
+
+// A source that cannot resume inside its walk (like LDAP paged results):
+// every chunk has an empty resume token, and every Sync starts at the top.
+class RestartingConnector final : public Connector {
+ public:
+  explicit RestartingConnector(std::vector<idsync::v1::SyncChunk> chunks)
+      : chunks_(std::move(chunks)) {}
+  absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
+    return idsync::v1::ConnectorInfo();
+  }
+  absl::Status TestConnection() override { return absl::OkStatus(); }
+  absl::Status Sync(const idsync::v1::SyncRequest& request,
+                    RecordSink& sink) override {
+    resume_tokens_.push_back(request.resume_token());
+    for (const auto& chunk : chunks_) {
+      if (auto s = sink.Write(chunk); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+  std::vector<std::string> resume_tokens_;
+
+ private:
+  std::vector<idsync::v1::SyncChunk> chunks_;
+};
+
+class SyncEngineRestartTest : public SyncEngineCrashTest {
+ protected:
+  // Crashes a run of `chunks` after `commits` commits, then resumes it.
+  RunRow CrashThenRestart(const std::vector<idsync::v1::SyncChunk>& chunks,
+                          int commits) {
+    testing::FaultyStore faulty(*store_);
+    faulty.CrashAfterCommits(commits);
+    {
+      RestartingConnector connector(chunks);
+      SyncEngine engine(faulty, clock_, engine_options_);
+      EXPECT_FALSE(engine.Run(connector, row_, {}).ok());
+      EXPECT_TRUE(faulty.crashed());
+    }
+    EXPECT_TRUE(testing::ExecSql(db_,
+                                 "UPDATE sync_runs SET owner='1:0' WHERE "
+                                 "status='running'")
+                    .ok());
+    RestartingConnector connector(chunks);
+    SyncEngine engine(*store_, clock_, engine_options_);
+    auto run = engine.Run(connector, row_, {});
+    EXPECT_TRUE(run.ok()) << run.status();
+    EXPECT_EQ(connector.resume_tokens_, std::vector<std::string>{""});
+    return run.ok() ? *run : RunRow{};
+  }
+};
+
+TEST_F(SyncEngineRestartTest, RestartedWalkIsNotRejectedAsDuplicates) {
+  engine_options_.max_group_records = 50;  // Commit every chunk.
+  RunRow run = CrashThenRestart(Chunked(People(0, 500), 50), 4);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.resumes, 1);
+  EXPECT_EQ(run.rejected, 0);
+  // Counted once each, as by an uninterrupted run.
+  EXPECT_EQ(run.created, 500);
+  EXPECT_EQ(run.processed, 500);
+  EXPECT_EQ(run.unchanged, 0);
+  EXPECT_EQ(Query("SELECT count(*) FROM sync_runs"), 1) << "same run resumed";
+
+  testing::StoreSignature restarted = Signature();
+  TearDown();
+  SetUp();
+  Sync(Chunked(People(0, 500), 50));
+  EXPECT_EQ(Signature(), restarted) << testing::DebugString(restarted);
+}
+
+TEST_F(SyncEngineRestartTest, RestartedWalkStillDetectsDeletionsAndChanges) {
+  engine_options_.max_group_records = 50;
+  Sync(Chunked(People(0, 500), 50));
+  // 10 records gone, the rest changed; the crash comes half-way.
+  RunRow run = CrashThenRestart(Chunked(People(10, 500, "Ops"), 50), 5);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.rejected, 0);
+  EXPECT_EQ(run.updated, 490);
+  EXPECT_EQ(run.processed, 490);
+  EXPECT_EQ(run.deleted, 10);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE deleted_at IS NULL "
+                  "AND department='Ops'"),
+            490);
+}
+
+TEST_F(SyncEngineRestartTest, DuplicateInsideTheRestartedWalkIsRejected) {
+  engine_options_.max_group_records = 50;
+  std::vector<idsync::v1::RemoteIdentity> people = People(0, 300);
+  people.push_back(people[20]);  // Twice in one walk of the source.
+  RunRow run = CrashThenRestart(Chunked(people, 50), 2);
+  EXPECT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.rejected, 1);
+  EXPECT_EQ(run.created, 300);
 }
 
 }  // namespace

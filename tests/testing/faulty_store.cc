@@ -10,6 +10,7 @@ class FaultyWriter final : public RunWriter {
       : store_(store), base_(std::move(base)) {}
 
   absl::Status Begin(absl::Time now) override { return base_->Begin(now); }
+  bool ShouldYield() override { return base_->ShouldYield(); }
   absl::StatusOr<std::optional<ExistingRecord>> Lookup(
       idsync::v1::RecordKind kind, RecordKey key) override {
     return base_->Lookup(kind, key);

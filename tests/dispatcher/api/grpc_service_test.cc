@@ -1,0 +1,958 @@
+// The gRPC face of the control plane, through the generated client stub:
+// the real service layer on a SQLite store, served in-process by a real
+// grpc::Server with the health and reflection services, as main.cc wires it.
+#include "dispatcher/api/grpc_service.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "connector/registry.h"
+#include "dispatcher/api/control_plane_service.h"
+#include "dispatcher/api/rate_limiter.h"
+#include "dispatcher/api/status_mapping.h"
+#include "dispatcher/metrics.h"
+#include "dispatcher/run_progress.h"
+#include "dispatcher/secrets.h"
+#include "dispatcher/store/sqlite_store.h"
+#include "dispatcher/sync_workers.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/unknown_field_set.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "gtest/gtest.h"
+#include "idsync/v1/control_plane.grpc.pb.h"
+#include "tests/testing/fake_clock.h"
+#include "tests/testing/store_signature.h"
+#include "tests/testing/test_dir.h"
+
+namespace idsync {
+namespace {
+
+namespace v1 = idsync::v1;
+using ::google::protobuf::util::MessageDifferencer;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+// The failure's gRPC code, and the HTTP status the REST face gives the same
+// failure (both come from one absl::StatusCode; see status_mapping.cc).
+void ExpectCode(const grpc::Status& status, grpc::StatusCode code,
+                int http_status) {
+  EXPECT_EQ(status.error_code(), code) << status.error_message();
+  EXPECT_EQ(HttpStatus(static_cast<absl::StatusCode>(status.error_code())),
+            http_status)
+      << status.error_message();
+}
+
+std::string InitialMetadata(const grpc::ClientContext& context,
+                            const std::string& key) {
+  const auto& md = context.GetServerInitialMetadata();
+  auto it = md.find(key);
+  return it == md.end() ? ""
+                        : std::string(it->second.data(), it->second.size());
+}
+
+// Waits for the next event of `cq`; true if it is `tag` and succeeded.
+bool Next(grpc::CompletionQueue& cq, void* tag) {
+  void* got = nullptr;
+  bool ok = false;
+  return cq.Next(&got, &ok) && got == tag && ok;
+}
+
+// Shuts `cq` down and drains it, as its destructor requires.
+void Drain(grpc::CompletionQueue& cq) {
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+grpc::ByteBuffer ToBuffer(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+std::string FromBuffer(const grpc::ByteBuffer& buffer) {
+  grpc::Slice slice;
+  if (!buffer.DumpToSingleSlice(&slice).ok()) return "";
+  return std::string(reinterpret_cast<const char*>(slice.begin()),
+                     slice.size());
+}
+
+// The length-delimited fields `number` of a serialized message, read without
+// its schema (for services whose generated code Debian does not ship).
+std::vector<std::string> Submessages(const std::string& bytes, int number) {
+  google::protobuf::UnknownFieldSet fields;
+  std::vector<std::string> out;
+  if (!fields.ParseFromString(bytes)) return out;
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const google::protobuf::UnknownField& f = fields.field(i);
+    if (f.number() == number &&
+        f.type() == google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) {
+      out.push_back(f.length_delimited());
+    }
+  }
+  return out;
+}
+
+class GrpcServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::make_unique<testing::ScopedTestDir>("grpc_service");
+    auto store = SqliteStore::Open({dir_->File("store.db")});
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    auto secrets = SecretBox::FromKey(std::string(32, 'k'));
+    ASSERT_TRUE(secrets.ok()) << secrets.status();
+    secrets_ = std::make_unique<SecretBox>(*std::move(secrets));
+    RegisterBuiltinConnectors(registry_);
+    workers_ = std::make_unique<SyncWorkers>(*store_, registry_, *secrets_,
+                                             worker_clock_, progress_, metrics_,
+                                             SyncWorkers::Options{});
+    service_ = std::make_unique<ControlPlaneService>(*store_, registry_,
+                                                     *secrets_, *workers_);
+    limiter_ = std::make_unique<RateLimiter>(limiter_clock_, 100, 200);
+    grpc_service_ = std::make_unique<ControlPlaneGrpc>(*service_, *store_,
+                                                       progress_, *limiter_);
+
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+    grpc::ServerBuilder builder;
+    builder.RegisterService(grpc_service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    channel_ = server_->InProcessChannel(grpc::ChannelArguments());
+    stub_ = v1::ControlPlane::NewStub(channel_);
+
+    auto admin = ControlPlaneService::Bootstrap(*store_, "acme");
+    ASSERT_TRUE(admin.ok()) << admin.status();
+    admin_ = *admin;
+    auto other = ControlPlaneService::Bootstrap(*store_, "globex");
+    ASSERT_TRUE(other.ok()) << other.status();
+    other_admin_ = *other;
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown();
+    if (workers_ != nullptr) workers_->WaitIdle();
+  }
+
+  static void Authorize(grpc::ClientContext* context,
+                        const std::string& token) {
+    context->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+  }
+
+  v1::Identity Create(const std::string& token, const std::string& external_id,
+                      grpc::Status* status = nullptr) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::CreateIdentityRequest request;
+    request.set_external_id(external_id);
+    request.set_email(absl::StrCat(external_id, "@example.com"));
+    request.set_first_name("Ada");
+    request.set_last_name("Lovelace");
+    request.set_department("Engineering");
+    v1::Identity identity;
+    grpc::Status s = stub_->CreateIdentity(&context, request, &identity);
+    if (status != nullptr) {
+      *status = s;
+    } else {
+      EXPECT_TRUE(s.ok()) << s.error_message();
+    }
+    return identity;
+  }
+
+  // A new service token of `role` in acme; its secret.
+  std::string NewToken(const std::string& name, const std::string& role,
+                       int64_t* id = nullptr) {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::CreateTokenRequest request;
+    request.set_name(name);
+    request.set_role(role);
+    v1::CreateTokenResponse response;
+    grpc::Status s = stub_->CreateToken(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (id != nullptr) *id = response.token().id();
+    return response.secret();
+  }
+
+  grpc::Status ListIdentities(const std::string& token,
+                              const v1::ListIdentitiesRequest& request,
+                              v1::ListIdentitiesResponse* response) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    return stub_->ListIdentities(&context, request, response);
+  }
+
+  int64_t IdentityCount(const std::string& token) {
+    v1::ListIdentitiesRequest request;
+    request.set_include_inactive(true);
+    v1::ListIdentitiesResponse response;
+    grpc::Status s = ListIdentities(token, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.total();
+  }
+
+  int64_t TenantId(const std::string& name) {
+    auto id = store_->EnsureTenant(name);
+    EXPECT_TRUE(id.ok()) << id.status();
+    return id.ok() ? *id : 0;
+  }
+
+  // A csv connector over a generated HR file of `rows` people.
+  v1::ConfiguredConnector CsvConnector(const std::string& business_id,
+                                       int rows) {
+    const std::string path = dir_->File(absl::StrCat(business_id, ".csv"));
+    std::ofstream csv(path);
+    csv << "employee_id,email,first_name,last_name,department\n";
+    for (int i = 1; i <= rows; ++i) {
+      csv << "E" << i << ",e" << i << "@example.com,First" << i << ",Last" << i
+          << ",Dept" << (i % 3) << "\n";
+    }
+    csv.close();
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::CreateConnectorRequest request;
+    request.set_business_id(business_id);
+    request.set_type("csv");
+    (*request.mutable_config()->mutable_fields())["path"].set_string_value(
+        path);
+    v1::ConfiguredConnector connector;
+    grpc::Status s = stub_->CreateConnector(&context, request, &connector);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return connector;
+  }
+
+  std::unique_ptr<testing::ScopedTestDir> dir_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<SecretBox> secrets_;
+  ConnectorRegistry registry_;
+  RunProgress progress_;
+  Metrics metrics_;
+  testing::FakeClock worker_clock_;
+  testing::FakeClock limiter_clock_;  // Frozen unless a test advances it.
+  std::unique_ptr<SyncWorkers> workers_;
+  std::unique_ptr<ControlPlaneService> service_;
+  std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<ControlPlaneGrpc> grpc_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ControlPlane::Stub> stub_;
+  std::string admin_;        // Tenant acme.
+  std::string other_admin_;  // Tenant globex.
+};
+
+TEST_F(GrpcServiceTest, MissingMalformedUnknownAndRevokedTokensAreRefused) {
+  v1::ListIdentitiesResponse response;
+  {
+    grpc::ClientContext context;
+    ExpectCode(stub_->ListIdentities(&context, {}, &response),
+               grpc::StatusCode::UNAUTHENTICATED, 401);
+  }
+  for (const std::string& header :
+       {std::string("Basic dXNlcjpwdw=="), std::string("Bearer"),
+        std::string("Bearer not-an-idsync-token"),
+        absl::StrCat("Bearer ", kServiceTokenPrefix,
+                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", header);
+    ExpectCode(stub_->ListIdentities(&context, {}, &response),
+               grpc::StatusCode::UNAUTHENTICATED, 401);
+  }
+
+  int64_t id = 0;
+  const std::string token = NewToken("ci", "admin", &id);
+  EXPECT_TRUE(ListIdentities(token, {}, &response).ok());
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::GetByIdRequest revoke;
+    revoke.set_id(id);
+    v1::Token revoked;
+    ASSERT_TRUE(stub_->RevokeToken(&context, revoke, &revoked).ok());
+    EXPECT_TRUE(revoked.has_revoked_at());
+  }
+  grpc::Status s = ListIdentities(token, {}, &response);
+  ExpectCode(s, grpc::StatusCode::UNAUTHENTICATED, 401);
+  EXPECT_THAT(s.error_message(), HasSubstr("revoked"));
+}
+
+TEST_F(GrpcServiceTest, AuditorReadsButEveryWriteIsRefused) {
+  Create(admin_, "E1");
+  const std::string auditor = NewToken("dashboard", "auditor");
+  EXPECT_EQ(IdentityCount(auditor), 1);
+
+  grpc::Status s;
+  Create(auditor, "E2", &s);
+  ExpectCode(s, grpc::StatusCode::PERMISSION_DENIED, 403);
+  {
+    grpc::ClientContext context;
+    Authorize(&context, auditor);
+    v1::CreateTokenRequest request;
+    request.set_name("escalate");
+    request.set_role("admin");
+    v1::CreateTokenResponse response;
+    ExpectCode(stub_->CreateToken(&context, request, &response),
+               grpc::StatusCode::PERMISSION_DENIED, 403);
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, auditor);
+    v1::CreateConnectorRequest request;
+    request.set_business_id("hr");
+    request.set_type("csv");
+    v1::ConfiguredConnector response;
+    ExpectCode(stub_->CreateConnector(&context, request, &response),
+               grpc::StatusCode::PERMISSION_DENIED, 403);
+  }
+  EXPECT_EQ(IdentityCount(admin_), 1);
+}
+
+TEST_F(GrpcServiceTest, AgentTokenIsRefusedOutsideTheSpine) {
+  const std::string agent = idsync::NewToken(kAgentTokenPrefix);
+  const int64_t tenant = TenantId("acme");
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) -> absl::Status {
+                    TokenRow row;
+                    row.tenant_id = tenant;
+                    row.name = "onprem-agent";
+                    row.kind = "agent";
+                    row.role = "agent";
+                    row.prefix = agent.substr(0, 15);
+                    return txn.InsertToken(row, TokenHash(agent)).status();
+                  })
+                  .ok());
+  v1::ListIdentitiesResponse response;
+  grpc::Status s = ListIdentities(agent, {}, &response);
+  ExpectCode(s, grpc::StatusCode::PERMISSION_DENIED, 403);
+  EXPECT_THAT(s.error_message(), HasSubstr("agent"));
+  Create(agent, "E1", &s);
+  ExpectCode(s, grpc::StatusCode::PERMISSION_DENIED, 403);
+}
+
+TEST_F(GrpcServiceTest, JoinerIsCreatedReadUpdatedAndDeactivated) {
+  grpc::ClientContext create_context;
+  Authorize(&create_context, admin_);
+  v1::CreateIdentityRequest create;
+  create.set_external_id("E100");
+  create.set_email("grace@example.com");
+  create.set_first_name("Grace");
+  create.set_last_name("Hopper");
+  create.set_department("Navy");
+  create.set_manager_external_id("E1");
+  (*create.mutable_attributes())["cost_center"] = "CC-7";
+  v1::Identity created;
+  ASSERT_TRUE(stub_->CreateIdentity(&create_context, create, &created).ok());
+  EXPECT_GT(created.id(), 0);
+  EXPECT_EQ(created.source(), "api");
+  EXPECT_EQ(created.status(), "active");
+  EXPECT_TRUE(created.active());
+  EXPECT_EQ(created.attributes().at("cost_center"), "CC-7");
+  EXPECT_THAT(InitialMetadata(create_context, "x-request-id"),
+              ::testing::Not(IsEmpty()));
+
+  v1::GetByIdRequest by_id;
+  by_id.set_id(created.id());
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::Identity got;
+    ASSERT_TRUE(stub_->GetIdentity(&context, by_id, &got).ok());
+    EXPECT_TRUE(MessageDifferencer::Equals(got, created))
+        << got.DebugString() << "\nvs\n"
+        << created.DebugString();
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::UpdateIdentityRequest update;
+    update.set_id(created.id());
+    update.set_department("Research");
+    (*update.mutable_attributes())["cost_center"] = "";  // Removes it.
+    v1::Identity updated;
+    ASSERT_TRUE(stub_->UpdateIdentity(&context, update, &updated).ok());
+    EXPECT_EQ(updated.department(), "Research");
+    EXPECT_EQ(updated.first_name(), "Grace");  // Absent: unchanged.
+    EXPECT_FALSE(updated.attributes().contains("cost_center"));
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::Identity deactivated;
+    ASSERT_TRUE(stub_->DeactivateIdentity(&context, by_id, &deactivated).ok());
+    EXPECT_FALSE(deactivated.active());
+    EXPECT_TRUE(deactivated.has_deactivated_at());
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::Identity got;
+    ASSERT_TRUE(stub_->GetIdentity(&context, by_id, &got).ok());
+    EXPECT_FALSE(got.active());
+    EXPECT_EQ(got.department(), "Research");
+  }
+  {
+    // A deactivated identity cannot change: 409 on REST.
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::UpdateIdentityRequest update;
+    update.set_id(created.id());
+    update.set_department("Sales");
+    v1::Identity updated;
+    ExpectCode(stub_->UpdateIdentity(&context, update, &updated),
+               grpc::StatusCode::FAILED_PRECONDITION, 409);
+  }
+  // Active identities only by default; the joiner is gone from that list.
+  v1::ListIdentitiesResponse active;
+  ASSERT_TRUE(ListIdentities(admin_, {}, &active).ok());
+  EXPECT_EQ(active.total(), 0);
+
+  grpc::Status s;
+  Create(admin_, "E100", &s);
+  ExpectCode(s, grpc::StatusCode::ALREADY_EXISTS, 409);
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::CreateIdentityRequest bad;
+    bad.set_external_id("E101");
+    bad.set_email("not-an-email");
+    v1::Identity ignored;
+    ExpectCode(stub_->CreateIdentity(&context, bad, &ignored),
+               grpc::StatusCode::INVALID_ARGUMENT, 400);
+  }
+  EXPECT_EQ(IdentityCount(admin_), 1);
+
+  {
+    // Every write left its audit event.
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::ListAuditEventsRequest request;
+    request.set_resource_type("identity");
+    v1::ListAuditEventsResponse events;
+    ASSERT_TRUE(stub_->ListAuditEvents(&context, request, &events).ok());
+    std::vector<std::string> actions;
+    for (const auto& e : events.items()) actions.push_back(e.action());
+    EXPECT_THAT(actions, ::testing::UnorderedElementsAre(
+                             "identity.create", "identity.update",
+                             "identity.deactivate"));
+  }
+}
+
+TEST_F(GrpcServiceTest, CursorPagingVisitsEveryIdentityOnce) {
+  for (int i = 1; i <= 7; ++i) Create(admin_, absl::StrCat("E", i));
+  std::vector<std::string> seen;
+  v1::ListIdentitiesRequest request;
+  request.set_limit(3);
+  std::vector<int> page_sizes;
+  while (true) {
+    v1::ListIdentitiesResponse page;
+    ASSERT_TRUE(ListIdentities(admin_, request, &page).ok());
+    EXPECT_EQ(page.total(), page_sizes.empty() ? 7 : 8);
+    EXPECT_EQ(page.limit(), 3);
+    page_sizes.push_back(page.items_size());
+    for (const auto& identity : page.items()) {
+      seen.push_back(identity.external_id());
+    }
+    if (page.next_cursor().empty()) break;
+    // A joiner arriving mid-walk comes after the cursor: seen once.
+    if (page_sizes.size() == 1) Create(admin_, "E8");
+    request.set_cursor(page.next_cursor());
+    ASSERT_LE(page_sizes.size(), 4u);
+  }
+  EXPECT_THAT(seen, ::testing::ElementsAre("E1", "E2", "E3", "E4", "E5", "E6",
+                                           "E7", "E8"));
+  EXPECT_THAT(page_sizes, ::testing::ElementsAre(3, 3, 2));
+
+  v1::ListIdentitiesResponse page;
+  request.set_cursor("not-a-cursor");
+  ExpectCode(ListIdentities(admin_, request, &page),
+             grpc::StatusCode::INVALID_ARGUMENT, 400);
+  request.clear_cursor();
+  request.set_limit(501);
+  ExpectCode(ListIdentities(admin_, request, &page),
+             grpc::StatusCode::INVALID_ARGUMENT, 400);
+  request.set_limit(2);
+  request.set_offset(6);
+  ASSERT_TRUE(ListIdentities(admin_, request, &page).ok());
+  ASSERT_EQ(page.items_size(), 2);
+  EXPECT_EQ(page.items(0).external_id(), "E7");
+  EXPECT_EQ(page.offset(), 6);
+}
+
+TEST_F(GrpcServiceTest, AnotherTenantsIdsAreNotFound) {
+  const v1::Identity identity = Create(admin_, "E1");
+  const v1::ConfiguredConnector connector = CsvConnector("hr", 3);
+  int64_t token_id = 0;
+  NewToken("ci", "auditor", &token_id);
+
+  auto by_id = [](int64_t id) {
+    v1::GetByIdRequest r;
+    r.set_id(id);
+    return r;
+  };
+  auto as_other = [&](grpc::ClientContext* context) {
+    Authorize(context, other_admin_);
+  };
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::Identity out;
+    ExpectCode(stub_->GetIdentity(&context, by_id(identity.id()), &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::UpdateIdentityRequest update;
+    update.set_id(identity.id());
+    update.set_department("Stolen");
+    v1::Identity out;
+    ExpectCode(stub_->UpdateIdentity(&context, update, &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::Identity out;
+    ExpectCode(stub_->DeactivateIdentity(&context, by_id(identity.id()), &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::ConfiguredConnector out;
+    ExpectCode(stub_->GetConnector(&context, by_id(connector.id()), &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::StartSyncRequest start;
+    start.set_connector_id(connector.id());
+    v1::SyncRun out;
+    ExpectCode(stub_->StartSync(&context, start, &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::DeleteConnectorResponse out;
+    ExpectCode(stub_->DeleteConnector(&context, by_id(connector.id()), &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::Token out;
+    ExpectCode(stub_->RevokeToken(&context, by_id(token_id), &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  // Lists show the caller's tenant only.
+  EXPECT_EQ(IdentityCount(other_admin_), 0);
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::ListConnectorsResponse out;
+    ASSERT_TRUE(stub_->ListConnectors(&context, {}, &out).ok());
+    EXPECT_EQ(out.total(), 0);
+  }
+  {
+    grpc::ClientContext context;
+    as_other(&context);
+    v1::ListTokensResponse out;
+    ASSERT_TRUE(stub_->ListTokens(&context, {}, &out).ok());
+    ASSERT_EQ(out.total(), 1);  // Its own bootstrap token.
+    EXPECT_EQ(out.items(0).name(), "bootstrap-admin");
+  }
+  // Nothing of acme's changed.
+  grpc::ClientContext context;
+  Authorize(&context, admin_);
+  v1::Identity still;
+  ASSERT_TRUE(stub_->GetIdentity(&context, by_id(identity.id()), &still).ok());
+  EXPECT_TRUE(still.active());
+  EXPECT_EQ(still.department(), "Engineering");
+}
+
+TEST_F(GrpcServiceTest, IdempotencyKeyReplaysTheFirstResponse) {
+  v1::CreateIdentityRequest request;
+  request.set_external_id("E1");
+  request.set_email("e1@example.com");
+  auto call = [&](const std::string& key, const v1::CreateIdentityRequest& r,
+                  v1::Identity* out, std::string* replayed) {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    context.AddMetadata("idempotency-key", key);
+    grpc::Status s = stub_->CreateIdentity(&context, r, out);
+    *replayed = s.ok() ? InitialMetadata(context, "idempotent-replayed") : "";
+    return s;
+  };
+  v1::Identity first, second;
+  std::string replayed;
+  ASSERT_TRUE(call("joiner-E1", request, &first, &replayed).ok());
+  EXPECT_EQ(replayed, "");
+  ASSERT_TRUE(call("joiner-E1", request, &second, &replayed).ok());
+  EXPECT_EQ(replayed, "true");
+  EXPECT_TRUE(MessageDifferencer::Equals(first, second))
+      << first.DebugString() << "\nvs\n"
+      << second.DebugString();
+
+  // Same key, another request: refused (422 with code invalid_argument on
+  // REST).
+  v1::CreateIdentityRequest other = request;
+  other.set_email("changed@example.com");
+  v1::Identity ignored;
+  grpc::Status s = call("joiner-E1", other, &ignored, &replayed);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("different request"));
+  EXPECT_EQ(IdentityCount(admin_), 1);
+
+  // A refused request is not stored: the key serves the corrected one.
+  v1::CreateIdentityRequest bad;
+  bad.set_external_id("E2");
+  bad.set_email("no-at-sign");
+  ExpectCode(call("joiner-E2", bad, &ignored, &replayed),
+             grpc::StatusCode::INVALID_ARGUMENT, 400);
+  bad.set_email("e2@example.com");
+  v1::Identity e2;
+  ASSERT_TRUE(call("joiner-E2", bad, &e2, &replayed).ok());
+  EXPECT_EQ(replayed, "");
+  EXPECT_EQ(e2.external_id(), "E2");
+
+  // A key whose first request is still executing: 409 on REST.
+  ASSERT_TRUE(store_
+                  ->BeginIdempotent(TenantId("acme"), "joiner-E3", "h",
+                                    absl::Minutes(1))
+                  .ok());
+  bad.set_external_id("E3");
+  bad.set_email("e3@example.com");
+  ExpectCode(call("joiner-E3", bad, &ignored, &replayed),
+             grpc::StatusCode::ABORTED, 409);
+
+  // Keys are per tenant: globex may use the same one.
+  grpc::ClientContext context;
+  Authorize(&context, other_admin_);
+  context.AddMetadata("idempotency-key", "joiner-E1");
+  v1::Identity theirs;
+  ASSERT_TRUE(stub_->CreateIdentity(&context, request, &theirs).ok());
+  EXPECT_EQ(InitialMetadata(context, "idempotent-replayed"), "");
+  EXPECT_EQ(IdentityCount(admin_), 2);
+  EXPECT_EQ(IdentityCount(other_admin_), 1);
+
+  grpc::ClientContext audit_context;
+  Authorize(&audit_context, admin_);
+  v1::ListAuditEventsRequest audit;
+  audit.set_action("identity.create");
+  v1::ListAuditEventsResponse events;
+  ASSERT_TRUE(stub_->ListAuditEvents(&audit_context, audit, &events).ok());
+  EXPECT_EQ(events.total(), 2);  // E1 once, E2 once.
+}
+
+// A retry is a new message on the server: its map fields (attributes, a
+// connector's config) must hash the same whatever order they iterate in.
+TEST_F(GrpcServiceTest, AuditorCannotReplayAnAdminsTokenCreation) {
+  const std::string auditor = NewToken("reader", "auditor");
+  v1::CreateTokenRequest request;
+  request.set_name("ci");
+  request.set_role("admin");
+  auto call = [&](const std::string& token, v1::CreateTokenResponse* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    context.AddMetadata("idempotency-key", "new-ci-token");
+    return stub_->CreateToken(&context, request, out);
+  };
+  v1::CreateTokenResponse first, replay, stolen;
+  ASSERT_TRUE(call(admin_, &first).ok());
+  EXPECT_FALSE(first.secret().empty());
+  // The auditor repeats the admin's key and request: refused, no secret.
+  grpc::Status s = call(auditor, &stolen);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(stolen.secret(), "");
+  // The admin's own retry replays the token, but the secret is never stored.
+  ASSERT_TRUE(call(admin_, &replay).ok());
+  EXPECT_EQ(replay.token().id(), first.token().id());
+  EXPECT_EQ(replay.secret(), "");
+  EXPECT_EQ(testing::QueryInt(dir_->File("store.db"),
+                              absl::StrCat("SELECT count(*) FROM "
+                                           "idempotency_keys WHERE "
+                                           "instr(response, '",
+                                           first.secret(), "') > 0"))
+                .value_or(-1),
+            0);
+}
+
+TEST_F(GrpcServiceTest, RetriesOfRequestsWithMapsAreReplays) {
+  v1::CreateIdentityRequest joiner;
+  joiner.set_external_id("E1");
+  for (int i = 0; i < 30; ++i) {
+    (*joiner.mutable_attributes())[absl::StrCat("attr", i)] = "v";
+  }
+  const std::string csv = dir_->File("hr.csv");
+  std::ofstream(csv) << "employee_id,email\nE1,e1@example.com\n";
+  v1::CreateConnectorRequest connector;
+  connector.set_business_id("hr");
+  connector.set_type("csv");
+  auto& config = *connector.mutable_config()->mutable_fields();
+  config["path"].set_string_value(csv);
+  config["delimiter"].set_string_value(",");
+  config["max_field_bytes"].set_number_value(4096);
+  config["max_record_bytes"].set_number_value(65536);
+  auto& mapping = *config["mapping"].mutable_struct_value()->mutable_fields();
+  mapping["employee_id"].set_string_value("external_id");
+  mapping["email"].set_string_value("email");
+
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    context.AddMetadata("idempotency-key", "joiner-E1");
+    v1::Identity identity;
+    grpc::Status s = stub_->CreateIdentity(&context, joiner, &identity);
+    ASSERT_TRUE(s.ok()) << "attempt " << attempt << ": " << s.error_message();
+    EXPECT_EQ(InitialMetadata(context, "idempotent-replayed"),
+              attempt == 0 ? "" : "true");
+  }
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    context.AddMetadata("idempotency-key", "connector-hr");
+    v1::ConfiguredConnector created;
+    grpc::Status s = stub_->CreateConnector(&context, connector, &created);
+    ASSERT_TRUE(s.ok()) << "attempt " << attempt << ": " << s.error_message();
+    EXPECT_EQ(InitialMetadata(context, "idempotent-replayed"),
+              attempt == 0 ? "" : "true");
+  }
+  EXPECT_EQ(IdentityCount(admin_), 1);
+}
+
+TEST_F(GrpcServiceTest, RateLimitAllowsTheBurstThenRefuses) {
+  const std::string token = NewToken("burst", "auditor");
+  v1::ListIdentitiesRequest request;
+  request.set_limit(1);
+  v1::ListIdentitiesResponse response;
+  int accepted = 0;
+  grpc::Status refused;
+  for (int i = 0; i < 250; ++i) {
+    grpc::Status s = ListIdentities(token, request, &response);
+    if (s.ok()) {
+      ++accepted;
+    } else if (refused.ok()) {
+      refused = s;
+    }
+  }
+  // The clock is frozen: exactly the burst.
+  EXPECT_EQ(accepted, 200);
+  ExpectCode(refused, grpc::StatusCode::RESOURCE_EXHAUSTED, 429);
+  EXPECT_THAT(refused.error_message(), HasSubstr("retry in"));
+
+  // Buckets are per token.
+  EXPECT_TRUE(ListIdentities(admin_, request, &response).ok());
+
+  // 100 a second refill.
+  limiter_clock_.Advance(absl::Seconds(1));
+  accepted = 0;
+  for (int i = 0; i < 150; ++i) {
+    if (ListIdentities(token, request, &response).ok()) ++accepted;
+  }
+  EXPECT_EQ(accepted, 100);
+}
+
+TEST_F(GrpcServiceTest, StartSyncAndWatchTheRunUntilItEnds) {
+  const v1::ConfiguredConnector connector = CsvConnector("workday-hr", 30);
+  ASSERT_GT(connector.id(), 0);
+  EXPECT_EQ(connector.mode(), "hosted");
+  EXPECT_FALSE(connector.auth_config_set());
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::GetByIdRequest by_id;
+    by_id.set_id(connector.id());
+    v1::TestConnectorResponse tested;
+    ASSERT_TRUE(stub_->TestConnector(&context, by_id, &tested).ok());
+    EXPECT_TRUE(tested.ok()) << tested.error();
+  }
+
+  v1::SyncRun started;
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::StartSyncRequest start;
+    start.set_connector_id(connector.id());
+    start.set_chunk_size(5);
+    ASSERT_TRUE(stub_->StartSync(&context, start, &started).ok());
+  }
+  EXPECT_GT(started.id(), 0);
+  EXPECT_EQ(started.connector_id(), connector.id());
+  EXPECT_EQ(started.status(), "running");
+  EXPECT_EQ(started.chunk_size(), 5);
+
+  grpc::ClientContext watch_context;
+  Authorize(&watch_context, admin_);
+  v1::GetByIdRequest watch;
+  watch.set_id(started.id());
+  std::unique_ptr<grpc::ClientReader<v1::SyncRun>> reader =
+      stub_->WatchSyncRun(&watch_context, watch);
+  std::vector<v1::SyncRun> updates;
+  v1::SyncRun update;
+  while (reader->Read(&update)) updates.push_back(update);
+  grpc::Status finished = reader->Finish();
+  ASSERT_TRUE(finished.ok()) << finished.error_message();
+
+  ASSERT_FALSE(updates.empty());
+  RecordProperty("updates", static_cast<int>(updates.size()));
+  for (size_t i = 0; i < updates.size(); ++i) {
+    EXPECT_EQ(updates[i].id(), started.id());
+    if (i > 0) {
+      EXPECT_GE(updates[i].processed(), updates[i - 1].processed());
+    }
+    if (i + 1 < updates.size()) {
+      EXPECT_EQ(updates[i].status(), "running");
+    }
+  }
+  const v1::SyncRun& last = updates.back();
+  EXPECT_EQ(last.status(), "succeeded") << last.error();
+  EXPECT_EQ(last.phase(), "done");
+  EXPECT_EQ(last.processed(), 30);
+  EXPECT_EQ(last.created(), 30);
+  EXPECT_EQ(last.updated(), 0);
+  EXPECT_EQ(last.rejected(), 0);
+  EXPECT_EQ(last.chunks(), 6);
+  EXPECT_TRUE(last.has_finished_at());
+
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::SyncRun got;
+    ASSERT_TRUE(stub_->GetSyncRun(&context, watch, &got).ok());
+    EXPECT_TRUE(MessageDifferencer::Equals(got, last))
+        << got.DebugString() << "\nvs\n"
+        << last.DebugString();
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::ListSyncRunsRequest runs;
+    runs.set_connector_id(connector.id());
+    v1::ListSyncRunsResponse listed;
+    ASSERT_TRUE(stub_->ListSyncRuns(&context, runs, &listed).ok());
+    ASSERT_EQ(listed.total(), 1);
+    EXPECT_EQ(listed.items(0).id(), started.id());
+  }
+  {
+    // An ended run cannot be cancelled: 409 on REST.
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::SyncRun out;
+    ExpectCode(stub_->CancelSyncRun(&context, watch, &out),
+               grpc::StatusCode::FAILED_PRECONDITION, 409);
+  }
+  v1::ListIdentitiesRequest by_source;
+  by_source.set_source("workday-hr");
+  by_source.set_limit(500);
+  v1::ListIdentitiesResponse synced;
+  ASSERT_TRUE(ListIdentities(admin_, by_source, &synced).ok());
+  EXPECT_EQ(synced.total(), 30);
+  ASSERT_EQ(synced.items_size(), 30);
+  EXPECT_EQ(synced.items(0).external_id(), "E1");
+  EXPECT_EQ(synced.items(0).email(), "e1@example.com");
+  EXPECT_EQ(synced.items(0).connector_id(), connector.id());
+
+  // A run that does not exist, and the watch of another tenant's run.
+  grpc::ClientContext missing_context;
+  Authorize(&missing_context, admin_);
+  v1::GetByIdRequest missing;
+  missing.set_id(started.id() + 1000);
+  auto missing_reader = stub_->WatchSyncRun(&missing_context, missing);
+  while (missing_reader->Read(&update)) {
+  }
+  ExpectCode(missing_reader->Finish(), grpc::StatusCode::NOT_FOUND, 404);
+  grpc::ClientContext other_context;
+  Authorize(&other_context, other_admin_);
+  auto other_reader = stub_->WatchSyncRun(&other_context, watch);
+  EXPECT_FALSE(other_reader->Read(&update));
+  ExpectCode(other_reader->Finish(), grpc::StatusCode::NOT_FOUND, 404);
+}
+
+TEST_F(GrpcServiceTest, HealthServiceReportsServing) {
+  grpc::GenericStub generic(channel_);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  // Only a safety net: a broken server fails the test instead of hanging it.
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  // grpc.health.v1.HealthCheckRequest{service: ""} is the empty message.
+  std::unique_ptr<grpc::ClientAsyncResponseReader<grpc::ByteBuffer>> call =
+      generic.PrepareUnaryCall(&context, "/grpc.health.v1.Health/Check",
+                               ToBuffer(""), &cq);
+  call->StartCall();
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  int tag = 0;
+  call->Finish(&response, &status, &tag);
+  ASSERT_TRUE(Next(cq, &tag));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // HealthCheckResponse{status: SERVING (1)}.
+  google::protobuf::UnknownFieldSet fields;
+  ASSERT_TRUE(fields.ParseFromString(FromBuffer(response)));
+  ASSERT_EQ(fields.field_count(), 1);
+  EXPECT_EQ(fields.field(0).number(), 1);
+  EXPECT_EQ(fields.field(0).varint(), 1u);
+  Drain(cq);
+}
+
+TEST_F(GrpcServiceTest, ReflectionListsTheControlPlane) {
+  grpc::GenericStub generic(channel_);
+  grpc::CompletionQueue cq;
+  grpc::ClientContext context;
+  // Only a safety net: a broken server fails the test instead of hanging it.
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto call = generic.PrepareCall(
+      &context,
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  ASSERT_NE(call, nullptr);
+  int start = 0, write = 0, read = 0, done = 0, finish = 0;
+  call->StartCall(&start);
+  ASSERT_TRUE(Next(cq, &start));
+  // ServerReflectionRequest{list_services (7): ""}.
+  google::protobuf::UnknownFieldSet request;
+  request.AddLengthDelimited(7, "");
+  std::string bytes;
+  ASSERT_TRUE(request.SerializeToString(&bytes));
+  call->Write(ToBuffer(bytes), &write);
+  ASSERT_TRUE(Next(cq, &write));
+  grpc::ByteBuffer response;
+  call->Read(&response, &read);
+  ASSERT_TRUE(Next(cq, &read));
+  call->WritesDone(&done);
+  ASSERT_TRUE(Next(cq, &done));
+  grpc::Status status;
+  call->Finish(&status, &finish);
+  ASSERT_TRUE(Next(cq, &finish));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+
+  // ServerReflectionResponse.list_services_response (6) .service (1) .name
+  // (1).
+  std::vector<std::string> services;
+  for (const std::string& list : Submessages(FromBuffer(response), 6)) {
+    for (const std::string& service : Submessages(list, 1)) {
+      for (const std::string& name : Submessages(service, 1)) {
+        services.push_back(name);
+      }
+    }
+  }
+  EXPECT_THAT(services, ::testing::IsSupersetOf(
+                            {"idsync.v1.ControlPlane", "grpc.health.v1.Health",
+                             "grpc.reflection.v1alpha.ServerReflection"}));
+  Drain(cq);
+}
+
+}  // namespace
+}  // namespace idsync
