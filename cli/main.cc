@@ -50,12 +50,14 @@ int main(int argc, char** argv) {
   int64_t max_records = 0;
   CLI::App* sync_cmd = app.add_subcommand(
       "sync", "Run one hosted sync of a connector into a store");
-  sync_cmd->add_option("--type", sync.type, "Connector type")
-      ->check(CLI::IsMember({"csv"}));
+  sync_cmd->add_option("--type", sync.type, "Connector type (csv, ldap)")
+      ->check(CLI::IsMember({"csv", "ldap"}))
+      ->capture_default_str();
   sync_cmd->add_option("--file", sync.file, "Source file (csv)");
   sync_cmd->add_option(
       "--config", sync.config_file,
-      "Connector config, a JSON object (e.g. a column mapping)");
+      "Connector config, a JSON object (csv: e.g. a column mapping; ldap: "
+      "url, bind_dn, bind_password_file, user_base, ...)");
   sync_cmd
       ->add_option("--db", sync.db, "Store file (SQLite), created if missing")
       ->capture_default_str();
@@ -90,6 +92,14 @@ int main(int argc, char** argv) {
     if (sync.type == "csv" && sync.file.empty() && sync.config_file.empty()) {
       throw CLI::ValidationError(
           "--file", "a csv sync needs --file (or --config with a path)");
+    }
+    if (sync.type == "ldap" && sync.config_file.empty()) {
+      throw CLI::ValidationError(
+          "--config",
+          "an ldap sync needs --config (see docs/connectors/ldap.md)");
+    }
+    if (sync.type != "csv" && !sync.file.empty()) {
+      throw CLI::ValidationError("--file", "is for --type csv only");
     }
     if (max_records > 0) sync.max_records = max_records;
     if (threshold >= 0) sync.deletion_threshold_percent = threshold;

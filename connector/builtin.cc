@@ -1,4 +1,5 @@
 #include "connector/csv/csv_connector.h"
+#include "connector/ldap/ldap_connector.h"
 #include "connector/registry.h"
 
 namespace idsync {
@@ -6,6 +7,7 @@ namespace idsync {
 void RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   // Types are distinct constants, so registration cannot fail.
   (void)registry.Register("csv", CreateCsvConnector);
+  (void)registry.Register("ldap", CreateLdapConnector);
 }
 
 }  // namespace idsync
