@@ -50,14 +50,19 @@ int main(int argc, char** argv) {
   int64_t max_records = 0;
   CLI::App* sync_cmd = app.add_subcommand(
       "sync", "Run one hosted sync of a connector into a store");
-  sync_cmd->add_option("--type", sync.type, "Connector type (csv, ldap)")
-      ->check(CLI::IsMember({"csv", "ldap"}))
+  sync_cmd->add_option("--type", sync.type, "Connector type (csv, ldap, rest)")
+      ->check(CLI::IsMember({"csv", "ldap", "rest"}))
       ->capture_default_str();
   sync_cmd->add_option("--file", sync.file, "Source file (csv)");
   sync_cmd->add_option(
       "--config", sync.config_file,
       "Connector config, a JSON object (csv: e.g. a column mapping; ldap: "
-      "url, bind_dn, bind_password_file, user_base, ...)");
+      "url, bind_dn, bind_password_file, user_base, ...; rest: base_url, "
+      "streams, ...)");
+  sync_cmd->add_option(
+      "--auth-config", sync.auth_config_file,
+      "Connector secrets, a JSON object (rest: {\"type\": \"bearer\", "
+      "\"token\": ...}; ldap: {\"password\": ...}); never stored");
   sync_cmd
       ->add_option("--db", sync.db, "Store file (SQLite), created if missing")
       ->capture_default_str();
@@ -92,6 +97,11 @@ int main(int argc, char** argv) {
     if (sync.type == "csv" && sync.file.empty() && sync.config_file.empty()) {
       throw CLI::ValidationError(
           "--file", "a csv sync needs --file (or --config with a path)");
+    }
+    if (sync.type == "rest" && sync.config_file.empty()) {
+      throw CLI::ValidationError(
+          "--config",
+          "a rest sync needs --config (see docs/connectors/rest.md)");
     }
     if (sync.type == "ldap" && sync.config_file.empty()) {
       throw CLI::ValidationError(

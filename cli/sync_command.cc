@@ -15,6 +15,7 @@
 #include "dispatcher/connector_dispatcher.h"
 #include "dispatcher/store/sqlite_store.h"
 #include "dispatcher/sync_engine.h"
+#include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
 namespace idsync {
@@ -22,30 +23,52 @@ namespace {
 
 constexpr int64_t kMaxConfigBytes = 1 << 20;
 
+// A JSON object from `path` ("what" names it in errors; contents are never
+// echoed, they may be secrets).
+absl::StatusOr<nlohmann::json> ReadJsonObject(const std::string& path,
+                                              absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", what, " file '", path, "'"));
+  }
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (static_cast<int64_t>(text.size()) > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file '", path, "' is larger than 1 MiB"));
+  }
+  nlohmann::json j =
+      nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " file '", path, "' is not a JSON object"));
+  }
+  return j;
+}
+
 // The connector config: the --config file's object, with --file as "path".
 absl::StatusOr<std::string> BuildConfig(const SyncCommandOptions& o) {
   nlohmann::json config = nlohmann::json::object();
   if (!o.config_file.empty()) {
-    std::ifstream in(o.config_file, std::ios::binary);
-    if (!in) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot read config file '", o.config_file, "'"));
-    }
-    std::string text(kMaxConfigBytes + 1, '\0');
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<size_t>(in.gcount()));
-    if (static_cast<int64_t>(text.size()) > kMaxConfigBytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config file '", o.config_file, "' is larger than 1 MiB"));
-    }
-    config = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (!config.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "config file '", o.config_file, "' is not a JSON object"));
-    }
+    IDSYNC_ASSIGN_OR_RETURN(config, ReadJsonObject(o.config_file, "config"));
   }
   if (!o.file.empty()) config["path"] = o.file;
   return config.dump();
+}
+
+absl::StatusOr<google::protobuf::Struct> BuildAuthConfig(
+    const SyncCommandOptions& o) {
+  google::protobuf::Struct auth;
+  if (o.auth_config_file.empty()) return auth;
+  IDSYNC_ASSIGN_OR_RETURN(nlohmann::json j,
+                          ReadJsonObject(o.auth_config_file, "auth config"));
+  if (!google::protobuf::util::JsonStringToMessage(j.dump(), &auth).ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "auth config file '", o.auth_config_file, "' is not a JSON object"));
+  }
+  return auth;
 }
 
 void PrintSummary(const RunRow& run, double seconds,
@@ -112,15 +135,17 @@ absl::StatusOr<RunRow> Sync(const SyncCommandOptions& o, Store& store,
   row.business_id = o.connector.empty() ? o.type : o.connector;
   row.type = o.type;
   IDSYNC_ASSIGN_OR_RETURN(row.config_json, BuildConfig(o));
+  IDSYNC_ASSIGN_OR_RETURN(google::protobuf::Struct auth, BuildAuthConfig(o));
   ConnectorRegistry registry;
   RegisterBuiltinConnectors(registry);
   ConnectorDispatcher dispatcher(registry, Clock::Real());
   // Validate the config before the connector is stored.
-  IDSYNC_RETURN_IF_ERROR(dispatcher.ConnectorFor(row).status());
+  IDSYNC_RETURN_IF_ERROR(dispatcher.ConnectorFor(row, auth).status());
   IDSYNC_ASSIGN_OR_RETURN(row, store.UpsertConnector(row));
   IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<Connector> connector,
-                          dispatcher.ConnectorFor(row));
+                          dispatcher.ConnectorFor(row, auth));
   SyncOptions options;
+  options.auth_config = auth;
   options.incremental = o.incremental;
   options.chunk_size = o.chunk_size;
   options.max_records = o.max_records;

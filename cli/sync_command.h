@@ -13,6 +13,8 @@ struct SyncCommandOptions {
   std::string type = "csv";
   std::string file;         // For file connectors: becomes config "path".
   std::string config_file;  // A JSON object with the connector's config.
+  // A JSON object with the connector's secrets (auth_config); never stored.
+  std::string auth_config_file;
   std::string db = "idsync.db";
   std::string tenant = "default";
   std::string connector;  // Defaults to the type.

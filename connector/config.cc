@@ -86,6 +86,14 @@ absl::StatusOr<const google::protobuf::Struct*> ConfigReader::Object(
   return &v->struct_value();
 }
 
+absl::StatusOr<const google::protobuf::ListValue*> ConfigReader::List(
+    absl::string_view key) const {
+  const Value* v = Find(key);
+  if (v == nullptr) return nullptr;
+  if (v->kind_case() != Value::kListValue) return WrongType(key, "a list");
+  return &v->list_value();
+}
+
 absl::Status ConfigReader::CheckKnownKeys(
     std::initializer_list<absl::string_view> known) const {
   for (const auto& [key, value] : config_.fields()) {

@@ -30,6 +30,9 @@ class ConfigReader {
   // nullptr when absent; an error when present but not an object.
   absl::StatusOr<const google::protobuf::Struct*> Object(
       absl::string_view key) const;
+  // nullptr when absent; an error when present but not a list.
+  absl::StatusOr<const google::protobuf::ListValue*> List(
+      absl::string_view key) const;
   // Fails on the first key not in `known`, listing the known ones.
   absl::Status CheckKnownKeys(
       std::initializer_list<absl::string_view> known) const;

@@ -16,7 +16,7 @@
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/api/grpc_service.h"
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 #include "dispatcher/api/rest_server.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"

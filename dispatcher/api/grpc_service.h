@@ -6,7 +6,7 @@
 #define IDSYNC_DISPATCHER_API_GRPC_SERVICE_H_
 
 #include "dispatcher/api/control_plane_service.h"
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 #include "dispatcher/run_progress.h"
 #include "idsync/v1/control_plane.grpc.pb.h"
 

@@ -16,7 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "dispatcher/api/control_plane_service.h"
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"
 #include "nlohmann/json.hpp"

@@ -43,7 +43,7 @@
 #include "absl/time/time.h"
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 #include "dispatcher/api/rest_server.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/record_hash.h"

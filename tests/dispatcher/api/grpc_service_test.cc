@@ -17,7 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 #include "dispatcher/api/status_mapping.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"

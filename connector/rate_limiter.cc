@@ -1,4 +1,4 @@
-#include "dispatcher/api/rate_limiter.h"
+#include "connector/rate_limiter.h"
 
 #include <algorithm>
 #include <cmath>

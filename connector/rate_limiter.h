@@ -1,8 +1,8 @@
-// RateLimiter: a token bucket per key (an API token): `rate` requests a
-// second, bursts up to `burst`. Time comes from the injected Clock, so tests
-// are exact. Thread-safe.
-#ifndef IDSYNC_DISPATCHER_API_RATE_LIMITER_H_
-#define IDSYNC_DISPATCHER_API_RATE_LIMITER_H_
+// RateLimiter: a token bucket per key (an API token, a source connector):
+// `rate` requests a second, bursts up to `burst`. Time comes from the injected
+// Clock, so tests are exact. Thread-safe.
+#ifndef IDSYNC_CONNECTOR_RATE_LIMITER_H_
+#define IDSYNC_CONNECTOR_RATE_LIMITER_H_
 
 #include <cstdint>
 
@@ -43,4 +43,4 @@ class RateLimiter {
 
 }  // namespace idsync
 
-#endif  // IDSYNC_DISPATCHER_API_RATE_LIMITER_H_
+#endif  // IDSYNC_CONNECTOR_RATE_LIMITER_H_
