@@ -3,6 +3,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "cli/hr_generator.h"
 #include "cli/sync_command.h"
 
@@ -50,8 +51,10 @@ int main(int argc, char** argv) {
   int64_t max_records = 0;
   CLI::App* sync_cmd = app.add_subcommand(
       "sync", "Run one hosted sync of a connector into a store");
-  sync_cmd->add_option("--type", sync.type, "Connector type (csv, ldap, rest)")
-      ->check(CLI::IsMember({"csv", "ldap", "rest"}))
+  sync_cmd
+      ->add_option("--type", sync.type,
+                   "Connector type (csv, ldap, rest, scim)")
+      ->check(CLI::IsMember({"csv", "ldap", "rest", "scim"}))
       ->capture_default_str();
   sync_cmd->add_option("--file", sync.file, "Source file (csv)");
   sync_cmd->add_option(
@@ -98,10 +101,12 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError(
           "--file", "a csv sync needs --file (or --config with a path)");
     }
-    if (sync.type == "rest" && sync.config_file.empty()) {
+    if ((sync.type == "rest" || sync.type == "scim") &&
+        sync.config_file.empty()) {
       throw CLI::ValidationError(
-          "--config",
-          "a rest sync needs --config (see docs/connectors/rest.md)");
+          "--config", absl::StrCat("a ", sync.type,
+                                   " sync needs --config (see docs/connectors/",
+                                   sync.type, ".md)"));
     }
     if (sync.type == "ldap" && sync.config_file.empty()) {
       throw CLI::ValidationError(

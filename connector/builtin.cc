@@ -2,6 +2,7 @@
 #include "connector/ldap/ldap_connector.h"
 #include "connector/registry.h"
 #include "connector/rest/rest_connector.h"
+#include "connector/scim/scim_connector.h"
 
 namespace idsync {
 
@@ -10,6 +11,7 @@ void RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   (void)registry.Register("csv", CreateCsvConnector);
   (void)registry.Register("ldap", CreateLdapConnector);
   (void)registry.Register("rest", CreateRestConnector);
+  (void)registry.Register("scim", CreateScimConnector);
 }
 
 }  // namespace idsync

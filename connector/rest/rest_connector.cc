@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "connector/chunk_writer.h"
 #include "connector/http/auth.h"
+#include "connector/http/source_http.h"
 #include "connector/rest/rest_options.h"
 #include "connector/status_macros.h"
 #include "connector/text.h"
@@ -117,51 +118,6 @@ absl::string_view Origin(absl::string_view url) {
 std::string FirstMember(const std::string& pointer) {
   std::string token = pointer.substr(1, pointer.find('/', 1) - 1);
   return absl::StrReplaceAll(token, {{"~1", "/"}, {"~0", "~"}});
-}
-
-// A short machine-readable code from a JSON error body, for messages. Only
-// identifier-like text: server messages may quote what we sent.
-std::string ErrorCode(absl::string_view body) {
-  json j = json::parse(body, nullptr, false);
-  if (!j.is_object()) return "";
-  for (const char* ptr : {"/code", "/error/code", "/error"}) {
-    const json* v = At(j, ptr);
-    if (v == nullptr || !(v->is_string() || v->is_number_integer())) continue;
-    std::string code = v->is_string() ? v->get<std::string>() : v->dump();
-    if (!code.empty() && code.size() <= 40 &&
-        std::all_of(code.begin(), code.end(), [](char c) {
-          return absl::ascii_isalnum(c) || c == '_' || c == '-' || c == '.';
-        })) {
-      return code;
-    }
-  }
-  return "";
-}
-
-absl::Status HttpError(const RestStream& s, const std::string& url,
-                       const HttpResponse& r) {
-  const std::string code = ErrorCode(r.body);
-  const std::string what =
-      absl::StrCat(s.name, ": HTTP ", r.status, " from ", RedactUrl(url),
-                   code.empty() ? "" : absl::StrCat(" (", code, ")"));
-  switch (r.status) {
-    case 401:
-      return absl::UnauthenticatedError(
-          absl::StrCat(what, ": the source rejected the credentials"));
-    case 403:
-      return absl::PermissionDeniedError(
-          absl::StrCat(what, ": the credentials lack access"));
-    case 404:
-      return absl::FailedPreconditionError(
-          absl::StrCat(what, ": check the stream's path"));
-    case 429:
-      return absl::UnavailableError(
-          absl::StrCat(what, ": still rate limited after retries"));
-    default:
-      break;
-  }
-  if (r.status >= 500) return absl::UnavailableError(what);
-  return absl::FailedPreconditionError(what);
 }
 
 class RestConnector : public Connector {
@@ -276,7 +232,9 @@ class RestConnector : public Connector {
     req.headers = o_.headers;
     req.headers.emplace_back("Accept", "application/json");
     IDSYNC_ASSIGN_OR_RETURN(HttpResponse r, client.Send(std::move(req)));
-    if (r.status < 200 || r.status > 299) return HttpError(s, url, r);
+    if (r.status < 200 || r.status > 299) {
+      return HttpResponseError(s.name, url, r);
+    }
     json doc = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded()) {
       return absl::UnavailableError(

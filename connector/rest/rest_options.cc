@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "connector/config.h"
+#include "connector/http/source_http.h"
 #include "connector/status_macros.h"
 #include "nlohmann/json.hpp"
 
@@ -138,7 +139,8 @@ absl::StatusOr<RestStream> ParseStream(const Value& v, const std::string& base,
       r.CheckKnownKeys({"name", "kind", "accounts", "entitlement_type", "path",
                         "url", "method", "query", "records", "fields",
                         "attributes", "pagination", "incremental"}));
-  IDSYNC_ASSIGN_OR_RETURN(s.name, r.String("name", where));
+  IDSYNC_ASSIGN_OR_RETURN(
+      s.name, r.String("name", absl::StrCat("streams[", index, "]")));
   IDSYNC_ASSIGN_OR_RETURN(std::string kind, r.RequiredString("kind"));
   if (kind == "identities") {
     s.kind = idsync::v1::RECORD_KIND_IDENTITY;
@@ -245,47 +247,11 @@ absl::StatusOr<RestOptions> ParseRestOptions(const Struct& config) {
   const std::string where = "rest config";
   ConfigReader r(config, where);
   IDSYNC_RETURN_IF_ERROR(r.CheckKnownKeys(
-      {"base_url", "headers", "timeout_seconds", "ca_file", "max_attempts",
-       "max_response_bytes", "rate_limit", "max_pages", "streams"}));
+      {"base_url", "max_pages", "streams", IDSYNC_HTTP_SOURCE_KEYS}));
   RestOptions o;
   IDSYNC_ASSIGN_OR_RETURN(std::string base, r.String("base_url", ""));
   while (absl::EndsWith(base, "/")) base.pop_back();
-  IDSYNC_ASSIGN_OR_RETURN(const Struct* headers, r.Object("headers"));
-  if (headers != nullptr) {
-    ConfigReader hr(*headers, absl::StrCat(where, ".headers"));
-    for (const auto& [name, unused] : headers->fields()) {
-      IDSYNC_ASSIGN_OR_RETURN(std::string value, hr.RequiredString(name));
-      o.headers.emplace_back(name, std::move(value));
-    }
-  }
-  IDSYNC_ASSIGN_OR_RETURN(int64_t timeout,
-                          r.Int("timeout_seconds", 30, 1, 3600));
-  o.http.timeout = absl::Seconds(timeout);
-  o.http.connect_timeout = std::min(o.http.timeout, absl::Seconds(10));
-  IDSYNC_ASSIGN_OR_RETURN(o.http.ca_file, r.String("ca_file", ""));
-  IDSYNC_ASSIGN_OR_RETURN(int64_t attempts, r.Int("max_attempts", 5, 1, 20));
-  o.http.max_attempts = static_cast<int>(attempts);
-  IDSYNC_ASSIGN_OR_RETURN(
-      int64_t max_bytes,
-      r.Int("max_response_bytes", 64 << 20, 1024, int64_t{1} << 30));
-  o.http.max_response_bytes = static_cast<size_t>(max_bytes);
-  IDSYNC_ASSIGN_OR_RETURN(const Struct* rate, r.Object("rate_limit"));
-  if (rate != nullptr) {
-    ConfigReader rr(*rate, absl::StrCat(where, ".rate_limit"));
-    IDSYNC_RETURN_IF_ERROR(
-        rr.CheckKnownKeys({"requests", "per_seconds", "burst"}));
-    IDSYNC_ASSIGN_OR_RETURN(int64_t requests,
-                            rr.Int("requests", 0, 1, 1000000));
-    if (!rr.Has("requests")) {
-      return Invalid(absl::StrCat(where, ".rate_limit"),
-                     "'requests' is required");
-    }
-    IDSYNC_ASSIGN_OR_RETURN(int64_t per, rr.Int("per_seconds", 1, 1, 86400));
-    IDSYNC_ASSIGN_OR_RETURN(int64_t burst, rr.Int("burst", 1, 1, 1000000));
-    o.http.requests_per_second =
-        static_cast<double>(requests) / static_cast<double>(per);
-    o.http.burst = static_cast<double>(burst);
-  }
+  IDSYNC_RETURN_IF_ERROR(ParseHttpSourceOptions(r, where, o.http, o.headers));
   IDSYNC_ASSIGN_OR_RETURN(o.max_pages,
                           r.Int("max_pages", 1000000, 1, 100000000));
   IDSYNC_ASSIGN_OR_RETURN(const google::protobuf::ListValue* streams,

@@ -18,6 +18,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/http_source_util.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/node_server.h"
 #include "tests/testing/store_signature.h"
@@ -27,66 +28,31 @@
 namespace idsync {
 namespace {
 
+using ::idsync::testing::CollectingSink;
+using ::idsync::testing::Fault;
+using ::idsync::testing::Groups;
+using ::idsync::testing::kWriteCounter;
+using ::idsync::testing::Memberships;
 using ::idsync::testing::NodeServer;
+using ::idsync::testing::ReadJson;
+using ::idsync::testing::Stats;
+using ::idsync::testing::ToStruct;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr char kScript[] = "tests/integration/rest/api_shapes.mjs";
 constexpr int kUsers = 10000;
 
-// What the servers generate for `users` (tests/integration/rest/README.md).
-int64_t Groups(int users) { return (users + 49) / 50; }
-int64_t Memberships(int users) {
-  int64_t n = users;
-  for (int i = 0; i < users; i += 7) n += (i % Groups(users)) != 0;
-  return n;
-}
-
-nlohmann::json ReadJson(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return nlohmann::json::parse(text.str());
-}
-
-google::protobuf::Struct ToStruct(const nlohmann::json& j) {
-  google::protobuf::Struct s;
-  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(j.dump(), &s).ok());
-  return s;
-}
-
-// Writes to the synced tables, counted independently of idsync.
-constexpr char kWriteCounter[] = R"sql(
-CREATE TABLE write_log (kind TEXT);
-CREATE TRIGGER li AFTER INSERT ON identities BEGIN INSERT INTO write_log VALUES ('identity'); END;
-CREATE TRIGGER lu AFTER UPDATE ON identities BEGIN INSERT INTO write_log VALUES ('identity'); END;
-CREATE TRIGGER ai AFTER INSERT ON accounts BEGIN INSERT INTO write_log VALUES ('account'); END;
-CREATE TRIGGER au AFTER UPDATE ON accounts BEGIN INSERT INTO write_log VALUES ('account'); END;
-)sql";
-
-class RestSyncTest : public ::testing::Test {
+class RestSyncTest : public testing::HttpSourceTest {
  protected:
-  void SetUp() override {
-    ClearOAuth2TokenCache();
-    tmp_ = std::make_unique<testing::ScopedTestDir>("rest");
-    db_ = tmp_->File("store.db");
-    auto store = SqliteStore::Open({db_});
-    ASSERT_TRUE(store.ok()) << store.status();
-    store_ = *std::move(store);
-  }
-  void TearDown() override {
-    store_.reset();
-    tmp_.reset();
-  }
+  RestSyncTest() : HttpSourceTest("rest", CreateRestConnector) {}
 
   std::unique_ptr<NodeServer> Start(const std::string& shape, int users,
                                     std::vector<std::string> extra = {}) {
     std::vector<std::string> args = {"--shape", shape, "--count",
                                      absl::StrCat(users)};
     args.insert(args.end(), extra.begin(), extra.end());
-    auto server = NodeServer::Start(kScript, args);
-    EXPECT_TRUE(server.ok()) << server.status();
-    return server.ok() ? *std::move(server) : nullptr;
+    return StartServer(kScript, args);
   }
 
   // The documented config and auth_config of `shape`, pointed at `server`.
@@ -101,77 +67,6 @@ class RestSyncTest : public ::testing::Test {
       auth_["token_url"] = server.url() + "/connect/token";
     }
   }
-
-  absl::StatusOr<RunRow> RunSync(SyncOptions options = {},
-                                 Clock* clock = &Clock::Real()) {
-    auto tenant = store_->EnsureTenant("acme");
-    if (!tenant.ok()) return tenant.status();
-    ConnectorRow row;
-    row.tenant_id = *tenant;
-    row.business_id = "api";
-    row.type = "rest";
-    row.config_json = config_.dump();
-    auto saved = store_->UpsertConnector(row);
-    if (!saved.ok()) return saved.status();
-    ConnectorSpec spec;
-    spec.business_id = "api";
-    spec.config = ToStruct(config_);
-    spec.clock = clock;
-    auto connector = CreateRestConnector(spec);
-    if (!connector.ok()) return connector.status();
-    options.auth_config = ToStruct(auth_);
-    SyncEngine engine(*store_, Clock::Real());
-    return engine.Run(**connector, *saved, options, nullptr);
-  }
-  RunRow Sync(SyncOptions options = {}, Clock* clock = &Clock::Real()) {
-    auto run = RunSync(std::move(options), clock);
-    EXPECT_TRUE(run.ok()) << run.status();
-    return run.ok() ? *run : RunRow{};
-  }
-
-  int64_t Query(const std::string& sql) {
-    auto v = testing::QueryInt(db_, sql);
-    EXPECT_TRUE(v.ok()) << v.status() << ": " << sql;
-    return v.ok() ? *v : -1;
-  }
-  int64_t Active(const std::string& table) {
-    return Query(absl::StrCat("SELECT count(*) FROM ", table,
-                              " WHERE deleted_at IS NULL"));
-  }
-  nlohmann::json Stats(NodeServer& server) {
-    auto s = server.Control("GET", "/__control/stats");
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? nlohmann::json::parse(*s) : nlohmann::json::object();
-  }
-  void Fault(NodeServer& server, const std::string& spec) {
-    auto r = server.Control("POST", "/__control/faults",
-                            nlohmann::json{{"spec", spec}}.dump());
-    ASSERT_TRUE(r.ok()) << r.status();
-  }
-  void ExpectFullDirectory(int users) {
-    EXPECT_EQ(Active("identities"), users);
-    EXPECT_EQ(Active("accounts"), users);
-    EXPECT_EQ(Active("entitlements"), Groups(users));
-    EXPECT_EQ(Active("grants"), Memberships(users));
-    // One record checked field by field: user 11, manager user 1.
-    EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE "
-                    "external_id='u000011' AND email='user11@example.com' AND "
-                    "first_name='First11' AND last_name='Last11' AND "
-                    "department='Sales' AND manager_external_id='u000001' AND "
-                    "status='active'"),
-              1);
-    EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE "
-                    "external_id='u000000' AND manager_external_id=''"),
-              1);
-    EXPECT_EQ(Query("SELECT count(*) FROM grants WHERE "
-                    "account_external_id='u000007'"),
-              2);
-  }
-
-  std::unique_ptr<testing::ScopedTestDir> tmp_;
-  std::string db_;
-  std::unique_ptr<SqliteStore> store_;
-  nlohmann::json config_, auth_;
 };
 
 class RestShapeTest : public RestSyncTest,
@@ -354,26 +249,6 @@ TEST_F(RestSyncTest, WrongHmacSecretIsRejectedAsCredentials) {
   EXPECT_THAT(run.error, Not(HasSubstr("not-the-secret")));
   EXPECT_EQ(Active("identities"), 0);
 }
-
-// Keeps every chunk's records (as text) and resume token.
-class CollectingSink final : public RecordSink {
- public:
-  absl::Status Write(idsync::v1::SyncChunk chunk) override {
-    std::vector<std::string> records;
-    for (const auto& r : chunk.identities()) records.push_back(r.DebugString());
-    for (const auto& r : chunk.accounts()) records.push_back(r.DebugString());
-    for (const auto& r : chunk.entitlements()) {
-      records.push_back(r.DebugString());
-    }
-    for (const auto& r : chunk.grants()) records.push_back(r.DebugString());
-    chunks.push_back(std::move(records));
-    tokens.push_back(chunk.resume_token());
-    return absl::OkStatus();
-  }
-  void SetNextSyncToken(std::string) override {}
-  std::vector<std::vector<std::string>> chunks;
-  std::vector<std::string> tokens;
-};
 
 // A run resumed from any chunk's token reads exactly what followed it, for
 // offset, cursor and link paging.

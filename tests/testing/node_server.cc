@@ -222,9 +222,9 @@ std::string NodeServer::url() const {
 
 std::string NodeServer::Stderr() const { return ReadFile(err_path_); }
 
-absl::StatusOr<std::string> NodeServer::Control(const std::string& method,
-                                                const std::string& path,
-                                                const std::string& body) {
+absl::StatusOr<std::string> NodeServer::Control(
+    const std::string& method, const std::string& path,
+    const std::string& body, const std::vector<std::string>& headers) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError("socket() failed");
   timeval timeout{kControlTimeoutSeconds, 0};
@@ -244,6 +244,9 @@ absl::StatusOr<std::string> NodeServer::Control(const std::string& method,
                    "\r\nAccept: application/json\r\n");
   if (!body.empty()) {
     absl::StrAppend(&request, "Content-Type: application/json\r\n");
+  }
+  for (const std::string& header : headers) {
+    absl::StrAppend(&request, header, "\r\n");
   }
   absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n\r\n", body);
   for (size_t sent = 0; sent < request.size();) {

@@ -33,11 +33,14 @@ class NodeServer {
   std::string url() const;  // http://127.0.0.1:PORT
 
   // One plain HTTP/1.0 request to the server (any path, e.g.
-  // "/__control/stats"; a body is sent as application/json). Returns the
-  // response body for a 2xx status, else an error with the status and body.
-  absl::StatusOr<std::string> Control(const std::string& method,
-                                      const std::string& path,
-                                      const std::string& body = "");
+  // "/__control/stats"; a body is sent as application/json). `headers` are
+  // extra request header lines ("Authorization: Bearer x"), none by default.
+  // Returns the response body for a 2xx status, else an error with the status
+  // and body.
+  absl::StatusOr<std::string> Control(
+      const std::string& method, const std::string& path,
+      const std::string& body = "",
+      const std::vector<std::string>& headers = {});
 
   // What the server wrote to stderr so far.
   std::string Stderr() const;
