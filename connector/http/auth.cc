@@ -271,12 +271,14 @@ class HmacSigner : public Authenticator {
   }
   absl::StatusOr<bool> Refresh() override { return inner_->Refresh(); }
 
+  // What curl puts on the request line: the path (at least "/") and query.
   static std::string PathAndQuery(absl::string_view url) {
+    url = url.substr(0, url.find('#'));
     const size_t scheme = url.find("://");
-    const size_t path =
-        url.find('/', scheme == absl::string_view::npos ? 0 : scheme + 3);
-    if (path == absl::string_view::npos) return "/";
-    return std::string(url.substr(path, url.find('#') - path));
+    const size_t at = url.find_first_of(
+        "/?", scheme == absl::string_view::npos ? 0 : scheme + 3);
+    if (at == absl::string_view::npos) return "/";
+    return absl::StrCat(url[at] == '?' ? "/" : "", url.substr(at));
   }
 
  private:
@@ -295,6 +297,7 @@ absl::StatusOr<HttpHeaders> ExtraHeaders(const ConfigReader& r) {
     IDSYNC_ASSIGN_OR_RETURN(std::string value, er.RequiredString(name));
     out.emplace_back(name, std::move(value));
   }
+  std::sort(out.begin(), out.end());  // Map order is unspecified.
   return out;
 }
 

@@ -192,7 +192,7 @@ absl::StatusOr<HttpResponse> HttpClient::SendOnce(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
 
-  if (request.method == "GET") {
+  if (request.method == "GET" && request.body.empty()) {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
   } else if (request.method == "HEAD") {
     curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
@@ -261,8 +261,7 @@ absl::StatusOr<HttpResponse> HttpClient::Send(const HttpRequest& request) {
 std::string RedactUrl(absl::string_view url) {
   url = url.substr(0, url.find_first_of("?#"));
   const size_t scheme = url.find("://");
-  if (scheme == absl::string_view::npos) return std::string(url);
-  const size_t host_start = scheme + 3;
+  const size_t host_start = scheme == absl::string_view::npos ? 0 : scheme + 3;
   const size_t path = url.find('/', host_start);
   const size_t at = url.substr(0, path).rfind('@');
   if (at == absl::string_view::npos || at < host_start) return std::string(url);
@@ -277,7 +276,7 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value,
   if (std::all_of(value.begin(), value.end(),
                   [](char ch) { return absl::ascii_isdigit(ch); })) {
     if (value.size() > 9 || !absl::SimpleAtoi(value, &seconds)) {
-      return std::nullopt;
+      return absl::InfiniteDuration();  // Longer than any limit.
     }
     return absl::Seconds(seconds);
   }

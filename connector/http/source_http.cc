@@ -47,6 +47,7 @@ absl::Status ParseHttpSourceOptions(const ConfigReader& r,
       IDSYNC_ASSIGN_OR_RETURN(std::string value, hr.RequiredString(name));
       headers.emplace_back(name, std::move(value));
     }
+    std::sort(headers.begin(), headers.end());  // Map order is unspecified.
   }
   IDSYNC_ASSIGN_OR_RETURN(int64_t timeout,
                           r.Int("timeout_seconds", 30, 1, 3600));

@@ -1,5 +1,6 @@
 #include "connector/rest/rest_options.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/status/status.h"
@@ -53,7 +54,10 @@ absl::StatusOr<std::string> Pointer(const ConfigReader& r,
                                     absl::string_view key, bool required) {
   IDSYNC_ASSIGN_OR_RETURN(std::string p,
                           required ? r.RequiredString(key) : r.String(key, ""));
-  if (p.empty()) return p;
+  if (p.empty()) {
+    if (!required) return p;
+    return Invalid(where, absl::StrCat("'", key, "' must not be empty"));
+  }
   try {
     nlohmann::json::json_pointer check(p);
     (void)check;
@@ -74,7 +78,6 @@ absl::StatusOr<RestField> ParseField(const Value& v, const std::string& where,
     (*s.mutable_fields())["pointer"] = v;
     ConfigReader r(s, here);
     IDSYNC_ASSIGN_OR_RETURN(f.pointer, Pointer(r, here, "pointer", true));
-    if (f.pointer.empty()) return Invalid(here, "must not be empty");
     return f;
   }
   if (v.kind_case() != Value::kStructValue) {
@@ -193,6 +196,8 @@ absl::StatusOr<RestStream> ParseStream(const Value& v, const std::string& base,
       IDSYNC_ASSIGN_OR_RETURN(std::string value, qr.RequiredString(name));
       s.query.emplace_back(name, std::move(value));
     }
+    // Map order is unspecified: requests (and their signatures) must not vary.
+    std::sort(s.query.begin(), s.query.end());
   }
   IDSYNC_ASSIGN_OR_RETURN(s.records, Pointer(r, where, "records", false));
 
