@@ -1,10 +1,12 @@
 #include "connector/http/http_client.h"
 
 #include <curl/curl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <string>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
@@ -13,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "connector/http/address_policy.h"
 
 namespace idsync {
 namespace {
@@ -27,7 +30,20 @@ struct Transfer {
   HttpResponse response;
   size_t max_bytes = 0;
   bool too_large = false;
+  std::string refused_address;  // Set by OnOpenSocket; the last refused.
 };
+
+// Only with allow_private_addresses = false: the connect-time SSRF check, on
+// the address libcurl resolved and is about to connect to.
+curl_socket_t OnOpenSocket(void* user, curlsocktype purpose,
+                           curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(user);
+  if (!IsPublicAddress(&address->addr)) {
+    t->refused_address = AddressToString(&address->addr);
+    return CURL_SOCKET_BAD;  // libcurl tries the next address, if any.
+  }
+  return ::socket(address->family, address->socktype, address->protocol);
+}
 
 size_t OnBody(char* data, size_t size, size_t count, void* user) {
   auto* t = static_cast<Transfer*>(user);
@@ -60,6 +76,11 @@ absl::Status TransportError(CURLcode code, const Transfer& t,
                             const HttpClientOptions& options,
                             absl::string_view url) {
   const std::string where = RedactUrl(url);
+  if (!t.refused_address.empty() && code == CURLE_COULDNT_CONNECT) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "refused to connect to non-public address ", t.refused_address, " for ",
+        where, " (private targets are not allowed)"));
+  }
   switch (code) {
     case CURLE_WRITE_ERROR:
       if (t.too_large) {
@@ -186,6 +207,16 @@ absl::StatusOr<HttpResponse> HttpClient::SendOnce(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
   if (!options_.ca_file.empty()) {
     curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
+  }
+  if (!options_.allow_private_addresses) {
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+    // No proxy, not even from https_proxy & co. in the environment ("" says
+    // so): a proxy connects for us, so the check above would judge the
+    // proxy's address (refusing an internal proxy, or waving any target
+    // through a public one) and never the target's. Deliveries that must go
+    // out through a proxy need one that enforces the egress policy itself.
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
   }
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, OnBody);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);

@@ -3,7 +3,8 @@
 // to a host reuse the connection. TLS peers are always verified (the system
 // trust store or `ca_file`); redirects are never followed; proxies come from
 // the usual environment variables (https_proxy, no_proxy, ...), which libcurl
-// reads itself. Thread-safe: requests on one client are serialized.
+// reads itself (not with allow_private_addresses = false). Thread-safe:
+// requests on one client are serialized.
 #ifndef IDSYNC_CONNECTOR_HTTP_HTTP_CLIENT_H_
 #define IDSYNC_CONNECTOR_HTTP_HTTP_CLIENT_H_
 
@@ -56,6 +57,14 @@ struct HttpClientOptions {
   double burst = 1;
   std::string user_agent = "idsync/1";
   Clock* clock = &Clock::Real();  // Waits and Retry-After dates.
+  // false (deliveries to user-given URLs): every address libcurl is about to
+  // connect to must be public (IsPublicAddress, address_policy.h), checked
+  // at connect time so DNS rebinding cannot get around it; a refused
+  // connection is kPermissionDenied. Proxies are then not used (environment
+  // variables included): through a proxy the check would see only the
+  // proxy's address, never the target's. Sources (LDAP, REST) are often
+  // internal, hence the default.
+  bool allow_private_addresses = true;
 };
 
 class HttpClient {
@@ -69,8 +78,9 @@ class HttpClient {
   // One attempt. Every HTTP status is a response; transport failures are
   // kUnavailable (connect, reset), kDeadlineExceeded (timeout),
   // kFailedPrecondition (TLS verification), kResourceExhausted (body over
-  // the bound) or kInvalidArgument (bad URL). Messages name the URL without
-  // its query or user info, which may hold secrets.
+  // the bound), kInvalidArgument (bad URL) or kPermissionDenied (a
+  // non-public address while allow_private_addresses is false). Messages name
+  // the URL without its query or user info, which may hold secrets.
   absl::StatusOr<HttpResponse> SendOnce(const HttpRequest& request);
 
   // SendOnce with retries for transient failures (kUnavailable,
