@@ -13,11 +13,13 @@
 #include "CLI/CLI.hpp"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
+#include "connector/rate_limiter.h"
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/api/grpc_service.h"
-#include "connector/rate_limiter.h"
 #include "dispatcher/api/rest_server.h"
+#include "dispatcher/delivery/delivery_worker.h"
+#include "dispatcher/delivery/progress_callbacks.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"
 #include "dispatcher/secrets.h"
@@ -39,6 +41,8 @@ struct ServeOptions {
   double rate_limit = 100;  // Requests per second per token.
   double rate_burst = 200;
   int http_threads = 16;
+  bool allow_private_callbacks = false;  // Webhooks/callbacks to private IPs.
+  int delivery_threads = 4;
 };
 
 bool SplitHostPort(const std::string& listen, std::string* host, int* port) {
@@ -102,12 +106,25 @@ int Serve(const ServeOptions& o) {
   idsync::RegisterBuiltinConnectors(registry);
   idsync::RunProgress progress;
   idsync::Metrics metrics;
+  idsync::DeliveryOptions delivery_options;
+  delivery_options.allow_private = o.allow_private_callbacks;
+  delivery_options.threads = o.delivery_threads;
+  idsync::DeliveryWorker delivery(**store, *secrets, idsync::Clock::Real(),
+                                  delivery_options);
+  idsync::ProgressCallbacks callbacks(**store, *secrets, idsync::Clock::Real(),
+                                      delivery_options);
+  progress.SetListener([&callbacks](const idsync::RunRow& run, bool done) {
+    callbacks.Update(run, done);
+  });
   idsync::SyncWorkers::Options worker_options;
   worker_options.max_concurrent = o.max_concurrent_syncs;
   auto workers = std::make_unique<idsync::SyncWorkers>(
       **store, registry, *secrets, idsync::Clock::Real(), progress, metrics,
       worker_options);
-  idsync::ControlPlaneService service(**store, registry, *secrets, *workers);
+  idsync::ControlPlaneServiceOptions service_options;
+  service_options.allow_private_callbacks = o.allow_private_callbacks;
+  idsync::ControlPlaneService service(**store, registry, *secrets, *workers,
+                                      service_options);
   idsync::RateLimiter limiter(idsync::Clock::Real(), o.rate_limit,
                               o.rate_burst);
 
@@ -142,6 +159,7 @@ int Serve(const ServeOptions& o) {
 
   spdlog::info("idsync-dispatcher {} store={} http={}:{} grpc={}:{}", kVersion,
                o.db, http_host, rest.port(), grpc_host, bound_grpc_port);
+  delivery.Start();
   if (auto resumed = workers->ResumeInterrupted();
       resumed.ok() && *resumed > 0) {
     spdlog::info("resuming {} interrupted sync run(s)", *resumed);
@@ -180,6 +198,7 @@ int Serve(const ServeOptions& o) {
   }
   waiter.join();
   workers.reset();
+  delivery.Stop();
   spdlog::info("stopped");
   return 0;
 }
@@ -221,6 +240,14 @@ int main(int argc, char** argv) {
     cmd->add_option("--http-threads", serve.http_threads,
                     "HTTP worker threads (each open event stream holds one)")
         ->check(CLI::Range(2, 1024))
+        ->capture_default_str();
+    cmd->add_flag("--allow-private-callbacks", serve.allow_private_callbacks,
+                  "Allow webhook and callback URLs on loopback, private and "
+                  "link-local addresses (tests, labs; never on a shared "
+                  "network)");
+    cmd->add_option("--delivery-threads", serve.delivery_threads,
+                    "Webhook endpoints served at once")
+        ->check(CLI::Range(1, 64))
         ->capture_default_str();
     cmd->add_option("--shutdown-grace", serve.shutdown_grace_seconds,
                     "Seconds to let running syncs finish on SIGTERM")

@@ -5,12 +5,15 @@
 namespace idsync {
 
 void RunProgress::Publish(const RunRow& run, bool done) {
-  absl::MutexLock lock(&mu_);
-  Entry& e = runs_[run.id];
-  e.snapshot.run = run;
-  ++e.snapshot.version;
-  e.snapshot.done = done;
-  if (done) e.ended_at = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    Entry& e = runs_[run.id];
+    e.snapshot.run = run;
+    ++e.snapshot.version;
+    e.snapshot.done = done;
+    if (done) e.ended_at = absl::Now();
+  }
+  if (listener_) listener_(run, done);
 }
 
 std::optional<RunProgress::Snapshot> RunProgress::Wait(int64_t run_id,

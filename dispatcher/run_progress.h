@@ -6,6 +6,7 @@
 #define IDSYNC_DISPATCHER_RUN_PROGRESS_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -28,6 +29,11 @@ class RunProgress {
   // Records the run's state; `done` when it has ended.
   void Publish(const RunRow& run, bool done);
 
+  // Also tells `listener` every published state (e.g. progress callbacks),
+  // on the publishing thread; it must be quick. Set before runs start.
+  using Listener = std::function<void(const RunRow& run, bool done)>;
+  void SetListener(Listener listener) { listener_ = std::move(listener); }
+
   // Waits until the run has a version newer than `after_version` or `timeout`
   // passes. nullopt if the run is not executing (and did not end) here.
   std::optional<Snapshot> Wait(int64_t run_id, int64_t after_version,
@@ -41,6 +47,7 @@ class RunProgress {
     Snapshot snapshot;
     absl::Time ended_at = absl::InfiniteFuture();
   };
+  Listener listener_;
   absl::Mutex mu_;
   absl::flat_hash_map<int64_t, Entry> runs_ ABSL_GUARDED_BY(mu_);
 };

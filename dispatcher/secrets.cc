@@ -13,6 +13,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 
 namespace idsync {
 namespace {
@@ -47,6 +48,19 @@ std::string NewToken(absl::string_view prefix) {
   std::string encoded;
   absl::WebSafeBase64Escape(RandomBytes(32), &encoded);
   return absl::StrCat(prefix, encoded);
+}
+
+std::string NewSigningSecret() {
+  return absl::StrCat("whsec_", absl::Base64Escape(RandomBytes(32)));
+}
+
+absl::StatusOr<std::string> SigningKey(absl::string_view secret) {
+  std::string key;
+  if (!absl::ConsumePrefix(&secret, "whsec_") ||
+      !absl::Base64Unescape(secret, &key) || key.size() < 16) {
+    return absl::InvalidArgumentError("not a whsec_ signing secret");
+  }
+  return key;
 }
 
 std::string TokenHash(absl::string_view token) {

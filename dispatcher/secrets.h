@@ -24,6 +24,14 @@ std::string NewToken(absl::string_view prefix);
 // The stored form of a token: SHA-256, 32 raw bytes.
 std::string TokenHash(absl::string_view token);
 
+// A webhook or callback signing secret in the Standard Webhooks format:
+// "whsec_" then 32 random bytes in standard base64.
+std::string NewSigningSecret();
+
+// The HMAC key of a signing secret (the bytes after "whsec_");
+// kInvalidArgument if it is not one.
+absl::StatusOr<std::string> SigningKey(absl::string_view secret);
+
 // Constant-time equality of two byte strings of any length.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b);
 

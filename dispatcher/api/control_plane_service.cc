@@ -8,9 +8,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "connector/http/address_policy.h"
 #include "connector/status_macros.h"
 #include "connector/text.h"
 #include "dispatcher/record_hash.h"
+#include "dispatcher/store/outbox.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
@@ -279,7 +281,83 @@ absl::Status CheckConfig(const ConnectorRegistry& registry,
   return built;
 }
 
+std::string WebhookContext(int64_t id) { return absl::StrCat("webhook:", id); }
+std::string CallbackContext(int64_t tenant_id) {
+  return absl::StrCat("callback:", tenant_id);
+}
+
+// A URL as the audit log keeps it: without query and fragment, which may
+// hold a receiver's own token.
+std::string AuditUrl(absl::string_view url) {
+  return std::string(url.substr(0, url.find_first_of("?#")));
+}
+
+v1::Webhook ToProto(const WebhookRow& row) {
+  v1::Webhook w;
+  w.set_id(row.id);
+  w.set_url(row.url);
+  for (const std::string& type : row.event_types) w.add_event_types(type);
+  w.set_enabled(row.enabled);
+  w.set_disabled_reason(row.disabled_reason);
+  *w.mutable_created_at() = Stamp(row.created_at);
+  *w.mutable_updated_at() = Stamp(row.updated_at);
+  return w;
+}
+
+v1::Delivery ToProto(const DeliveryRow& row) {
+  v1::Delivery d;
+  d.set_id(row.id);
+  d.set_webhook_id(row.webhook_id);
+  d.set_event_id(absl::StrCat("msg_", row.event_id));
+  d.set_event_type(row.event_type);
+  d.set_state(row.state);
+  d.set_attempts(row.attempts);
+  if (row.state == "pending") {
+    *d.mutable_next_attempt_at() = Stamp(row.next_attempt_at);
+  }
+  d.set_last_status(row.last_status);
+  d.set_last_error(row.last_error);
+  *d.mutable_created_at() = Stamp(row.created_at);
+  if (row.delivered_at.has_value()) {
+    *d.mutable_delivered_at() = Stamp(*row.delivered_at);
+  }
+  return d;
+}
+
+// 1..kMaxEventTypes known types or patterns ("identity.created",
+// "identity.*", "*").
+absl::Status CheckEventTypes(
+    const google::protobuf::RepeatedPtrField<std::string>& types) {
+  if (types.empty()) {
+    return absl::InvalidArgumentError(
+        "'event_types' needs at least one event type, \"<group>.*\" or "
+        "\"*\"");
+  }
+  if (types.size() > kMaxEventTypes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'event_types' has more than ", kMaxEventTypes, " entries"));
+  }
+  for (int i = 0; i < types.size(); ++i) {
+    if (!IsEventPattern(types[i])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "'event_types[", i, "]' (\"", absl::CHexEscape(Excerpt(types[i], 64)),
+          "\") is not an event type (e.g. \"identity.created\"), a group "
+          "(\"identity.*\") or \"*\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+void ClearOneTimeSecrets(google::protobuf::Message* response) {
+  const google::protobuf::Descriptor* d = response->GetDescriptor();
+  if (d == v1::CreateTokenResponse::descriptor()) {
+    static_cast<v1::CreateTokenResponse*>(response)->clear_secret();
+  } else if (d == v1::CreateWebhookResponse::descriptor()) {
+    static_cast<v1::CreateWebhookResponse*>(response)->clear_secret();
+  }
+}
 
 std::string Caller::Actor() const {
   return absl::StrCat(token_name, " (token ", token_id, ")");
@@ -328,11 +406,13 @@ v1::SyncRun ToProto(const RunRow& run) {
 ControlPlaneService::ControlPlaneService(Store& store,
                                          const ConnectorRegistry& registry,
                                          const SecretBox& secrets,
-                                         SyncWorkers& workers)
+                                         SyncWorkers& workers,
+                                         ControlPlaneServiceOptions options)
     : store_(store),
       registry_(registry),
       secrets_(secrets),
-      workers_(workers) {}
+      workers_(workers),
+      options_(options) {}
 
 absl::StatusOr<Caller> ControlPlaneService::Authenticate(
     absl::string_view authorization, std::string request_id) {
@@ -829,16 +909,21 @@ absl::StatusOr<v1::SyncRun> ControlPlaneService::StartSync(
   }
   if (!request.callback_url().empty()) {
     IDSYNC_RETURN_IF_ERROR(
-        CheckText("callback_url", request.callback_url(), 2048));
-    if (!absl::StartsWith(request.callback_url(), "https://") &&
-        !absl::StartsWith(request.callback_url(), "http://")) {
-      return absl::InvalidArgumentError(
-          "'callback_url' must be an http(s) URL");
-    }
+        CheckText("callback_url", request.callback_url(), kMaxUrlLength));
+    IDSYNC_RETURN_IF_ERROR(CheckTarget("callback_url", request.callback_url()));
     options.callback_url = request.callback_url();
   }
+  // The run's callbacks are signed with the tenant's callback secret: make
+  // sure it has one when the run is created (an existing one stays).
+  const std::string callback_secret =
+      options.callback_url.empty() ? "" : NewCallbackSecret(caller.tenant_id);
   absl::StatusOr<RunRow> run = workers_.Start(
       row, options, [&](const RunRow& created, WriteTxn& txn) -> absl::Status {
+        if (!callback_secret.empty()) {
+          IDSYNC_RETURN_IF_ERROR(
+              txn.SetCallbackSecret(caller.tenant_id, callback_secret)
+                  .status());
+        }
         IDSYNC_RETURN_IF_ERROR(
             txn.Audit(Audit(caller, "sync.start", "sync_run", created.id,
                             {{"connector_id", row.id},
@@ -988,6 +1073,245 @@ ControlPlaneService::ListAuditEvents(
   std::vector<v1::AuditEvent> items;
   IDSYNC_ASSIGN_OR_RETURN(int64_t total, store_.ListAudit(q, &items));
   return PageOf<v1::ListAuditEventsResponse>(std::move(items), total, q);
+}
+
+// --- Webhooks and callbacks
+// -------------------------------------------------------
+
+absl::Status ControlPlaneService::CheckTarget(absl::string_view field,
+                                              absl::string_view url) {
+  absl::Status s = CheckTargetUrl(url, options_.allow_private_callbacks);
+  if (s.ok()) return s;
+  if (absl::IsInvalidArgument(s)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", field, "': ", s.message()));
+  }
+  return s;
+}
+
+std::string ControlPlaneService::NewCallbackSecret(int64_t tenant_id) const {
+  return secrets_.Seal(NewSigningSecret(), CallbackContext(tenant_id));
+}
+
+absl::StatusOr<WebhookRow> ControlPlaneService::FindWebhook(
+    const Caller& caller, int64_t id) {
+  absl::StatusOr<WebhookRow> row = store_.GetWebhook(caller.tenant_id, id);
+  if (absl::IsNotFound(row.status())) {
+    return absl::NotFoundError(absl::StrCat("webhook ", id, " not found"));
+  }
+  return row;
+}
+
+absl::StatusOr<v1::CreateWebhookResponse> ControlPlaneService::CreateWebhook(
+    const Caller& caller, const v1::CreateWebhookRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  if (request.url().empty()) {
+    return absl::InvalidArgumentError("'url' is required");
+  }
+  IDSYNC_RETURN_IF_ERROR(CheckText("url", request.url(), kMaxUrlLength));
+  IDSYNC_RETURN_IF_ERROR(CheckEventTypes(request.event_types()));
+  IDSYNC_RETURN_IF_ERROR(CheckTarget("url", request.url()));
+  WebhookRow row;
+  row.tenant_id = caller.tenant_id;
+  row.url = request.url();
+  row.event_types.assign(request.event_types().begin(),
+                         request.event_types().end());
+  row.enabled = request.has_enabled() ? request.enabled() : true;
+  const std::string secret = NewSigningSecret();
+  v1::CreateWebhookResponse response;
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    // Counted inside the write transaction: API writes are serialized, so
+    // concurrent creates cannot both pass the limit.
+    ListQuery q;
+    q.tenant_id = caller.tenant_id;
+    q.limit = 1;
+    std::vector<WebhookRow> some;
+    IDSYNC_ASSIGN_OR_RETURN(int64_t count, store_.ListWebhooks(q, &some));
+    if (count >= kMaxWebhooksPerTenant) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this tenant already has ", count, " webhooks, the most allowed (",
+          kMaxWebhooksPerTenant, "); delete one first"));
+    }
+    IDSYNC_ASSIGN_OR_RETURN(row.id, txn.InsertWebhook(row));
+    IDSYNC_RETURN_IF_ERROR(txn.SetWebhookSecret(
+        row.tenant_id, row.id, secrets_.Seal(secret, WebhookContext(row.id))));
+    row.created_at = row.updated_at = txn.now();
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "webhook.create", "webhook", row.id,
+                        {{"url", AuditUrl(row.url)},
+                         {"event_types", row.event_types},
+                         {"enabled", row.enabled}})));
+    *response.mutable_webhook() = ToProto(row);
+    response.set_secret(secret);
+    return Commit(before_commit, response, txn);
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::ListWebhooksResponse> ControlPlaneService::ListWebhooks(
+    const Caller& caller, const v1::PageRequest& request) {
+  ListQuery q;
+  IDSYNC_RETURN_IF_ERROR(
+      Page(caller, request.limit(), request.offset(), request.cursor(), &q));
+  std::vector<WebhookRow> rows;
+  IDSYNC_ASSIGN_OR_RETURN(int64_t total, store_.ListWebhooks(q, &rows));
+  std::vector<v1::Webhook> items;
+  for (const WebhookRow& row : rows) items.push_back(ToProto(row));
+  return PageOf<v1::ListWebhooksResponse>(std::move(items), total, q);
+}
+
+absl::StatusOr<v1::Webhook> ControlPlaneService::GetWebhook(
+    const Caller& caller, const v1::GetByIdRequest& request) {
+  IDSYNC_ASSIGN_OR_RETURN(WebhookRow row, FindWebhook(caller, request.id()));
+  return ToProto(row);
+}
+
+absl::StatusOr<v1::Webhook> ControlPlaneService::UpdateWebhook(
+    const Caller& caller, const v1::UpdateWebhookRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_ASSIGN_OR_RETURN(WebhookRow row, FindWebhook(caller, request.id()));
+  nlohmann::json details = {{"fields", nlohmann::json::array()}};
+  if (request.has_url()) {
+    if (request.url().empty()) {
+      return absl::InvalidArgumentError("'url' must not be empty");
+    }
+    IDSYNC_RETURN_IF_ERROR(CheckText("url", request.url(), kMaxUrlLength));
+    IDSYNC_RETURN_IF_ERROR(CheckTarget("url", request.url()));
+    row.url = request.url();
+    details["fields"].push_back("url");
+    details["url"] = AuditUrl(row.url);
+  }
+  if (!request.event_types().empty()) {
+    IDSYNC_RETURN_IF_ERROR(CheckEventTypes(request.event_types()));
+    row.event_types.assign(request.event_types().begin(),
+                           request.event_types().end());
+    details["fields"].push_back("event_types");
+    details["event_types"] = row.event_types;
+  }
+  if (request.has_enabled()) {
+    row.enabled = request.enabled();
+    if (row.enabled) row.disabled_reason.clear();
+    details["fields"].push_back("enabled");
+    details["enabled"] = row.enabled;
+  }
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    IDSYNC_RETURN_IF_ERROR(txn.UpdateWebhook(row));
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "webhook.update", "webhook", row.id, details)));
+    row.updated_at = txn.now();
+    return Commit(before_commit, ToProto(row), txn);
+  }));
+  return ToProto(row);
+}
+
+absl::StatusOr<v1::DeleteWebhookResponse> ControlPlaneService::DeleteWebhook(
+    const Caller& caller, const v1::GetByIdRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_ASSIGN_OR_RETURN(WebhookRow row, FindWebhook(caller, request.id()));
+  v1::DeleteWebhookResponse response;
+  response.set_id(row.id);
+  response.set_deleted(true);
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    IDSYNC_RETURN_IF_ERROR(txn.DeleteWebhook(caller.tenant_id, row.id));
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "webhook.delete", "webhook", row.id,
+                        {{"url", AuditUrl(row.url)}})));
+    return Commit(before_commit, response, txn);
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::ListDeliveriesResponse> ControlPlaneService::ListDeliveries(
+    const Caller& caller, const v1::ListDeliveriesRequest& request) {
+  IDSYNC_RETURN_IF_ERROR(FindWebhook(caller, request.webhook_id()).status());
+  ListQuery q;
+  IDSYNC_RETURN_IF_ERROR(
+      Page(caller, request.limit(), request.offset(), request.cursor(), &q));
+  std::vector<DeliveryRow> rows;
+  IDSYNC_ASSIGN_OR_RETURN(
+      int64_t total, store_.ListDeliveries(q, request.webhook_id(), &rows));
+  std::vector<v1::Delivery> items;
+  for (const DeliveryRow& row : rows) items.push_back(ToProto(row));
+  return PageOf<v1::ListDeliveriesResponse>(std::move(items), total, q);
+}
+
+absl::StatusOr<v1::Delivery> ControlPlaneService::ReplayDelivery(
+    const Caller& caller, const v1::ReplayDeliveryRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_RETURN_IF_ERROR(FindWebhook(caller, request.webhook_id()).status());
+  // The delivery, by keyset paging to its id (the store has no single-row
+  // read for deliveries).
+  ListQuery q;
+  q.tenant_id = caller.tenant_id;
+  q.limit = 1;
+  q.after_id = request.delivery_id() - 1;
+  std::vector<DeliveryRow> rows;
+  IDSYNC_RETURN_IF_ERROR(
+      store_.ListDeliveries(q, request.webhook_id(), &rows).status());
+  if (request.delivery_id() <= 0 || rows.empty() ||
+      rows.front().id != request.delivery_id()) {
+    return absl::NotFoundError(
+        absl::StrCat("delivery ", request.delivery_id(), " of webhook ",
+                     request.webhook_id(), " not found"));
+  }
+  DeliveryRow row = std::move(rows.front());
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    IDSYNC_RETURN_IF_ERROR(txn.ReplayDelivery(
+        caller.tenant_id, request.webhook_id(), request.delivery_id()));
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "delivery.replay", "delivery", row.id,
+                        {{"webhook_id", row.webhook_id},
+                         {"event_id", absl::StrCat("msg_", row.event_id)},
+                         {"event_type", row.event_type},
+                         {"previous_state", row.state}})));
+    // As the store leaves it: a fresh send (the audit keeps the history).
+    row.state = "pending";
+    row.attempts = 0;
+    row.next_attempt_at = txn.now();
+    row.last_status = 0;
+    row.last_error.clear();
+    row.delivered_at.reset();
+    row.updated_at = txn.now();
+    return Commit(before_commit, ToProto(row), txn);
+  }));
+  return ToProto(row);
+}
+
+absl::StatusOr<v1::CallbackSecret> ControlPlaneService::GetCallbackSecret(
+    const Caller& caller, const v1::GetCallbackSecretRequest&) {
+  if (caller.role != "admin") {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the callback secret is for admin tokens only (this token has role ",
+        caller.role, ")"));
+  }
+  IDSYNC_ASSIGN_OR_RETURN(std::string sealed,
+                          store_.CallbackSecret(caller.tenant_id));
+  if (sealed.empty()) {
+    IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+      IDSYNC_ASSIGN_OR_RETURN(
+          bool stored,
+          txn.SetCallbackSecret(caller.tenant_id,
+                                NewCallbackSecret(caller.tenant_id)));
+      if (!stored) return absl::OkStatus();  // Someone else was first.
+      return txn.Audit(
+          Audit(caller, "callback_secret.create", "tenant", caller.tenant_id));
+    }));
+    // Read back: a concurrent request may have stored its secret first.
+    IDSYNC_ASSIGN_OR_RETURN(sealed, store_.CallbackSecret(caller.tenant_id));
+  }
+  absl::StatusOr<std::string> secret =
+      secrets_.Open(sealed, CallbackContext(caller.tenant_id));
+  if (!secret.ok()) {
+    return absl::DataLossError(
+        "the tenant's callback secret does not open with this key");
+  }
+  v1::CallbackSecret response;
+  response.set_secret(*std::move(secret));
+  return response;
 }
 
 absl::StatusOr<std::string> ControlPlaneService::Bootstrap(

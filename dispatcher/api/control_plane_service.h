@@ -37,12 +37,27 @@ using BeforeCommit = std::function<absl::Status(
 
 inline constexpr int kDefaultPageSize = 50;
 inline constexpr int kMaxPageSize = 500;
+inline constexpr int kMaxWebhooksPerTenant = 20;
+inline constexpr int kMaxEventTypes = 50;
+inline constexpr size_t kMaxUrlLength = 2048;
+
+struct ControlPlaneServiceOptions {
+  // Webhook and callback URLs may name loopback, private, link-local, CGNAT
+  // and unique-local hosts (--allow-private-callbacks; tests).
+  bool allow_private_callbacks = false;
+};
+
+// Clears the secrets a write's response shows only once (a new token's, a
+// new webhook's), so the response can be stored for Idempotency-Key
+// replays. Other responses are left as they are.
+void ClearOneTimeSecrets(google::protobuf::Message* response);
 
 class ControlPlaneService {
  public:
   // Everything passed must outlive the service.
   ControlPlaneService(Store& store, const ConnectorRegistry& registry,
-                      const SecretBox& secrets, SyncWorkers& workers);
+                      const SecretBox& secrets, SyncWorkers& workers,
+                      ControlPlaneServiceOptions options = {});
 
   // Resolves an "Authorization: Bearer <token>" header. kUnauthenticated for
   // a missing, malformed, unknown or revoked token; kPermissionDenied for a
@@ -116,6 +131,30 @@ class ControlPlaneService {
   absl::StatusOr<idsync::v1::ListAuditEventsResponse> ListAuditEvents(
       const Caller& caller, const idsync::v1::ListAuditEventsRequest& request);
 
+  // Webhooks: the secret is in CreateWebhook's response only.
+  absl::StatusOr<idsync::v1::CreateWebhookResponse> CreateWebhook(
+      const Caller& caller, const idsync::v1::CreateWebhookRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListWebhooksResponse> ListWebhooks(
+      const Caller& caller, const idsync::v1::PageRequest& request);
+  absl::StatusOr<idsync::v1::Webhook> GetWebhook(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::Webhook> UpdateWebhook(
+      const Caller& caller, const idsync::v1::UpdateWebhookRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::DeleteWebhookResponse> DeleteWebhook(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListDeliveriesResponse> ListDeliveries(
+      const Caller& caller, const idsync::v1::ListDeliveriesRequest& request);
+  absl::StatusOr<idsync::v1::Delivery> ReplayDelivery(
+      const Caller& caller, const idsync::v1::ReplayDeliveryRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  // The tenant's callback signing secret, created on first use. Admins only.
+  absl::StatusOr<idsync::v1::CallbackSecret> GetCallbackSecret(
+      const Caller& caller,
+      const idsync::v1::GetCallbackSecretRequest& request);
+
   // Creates the tenant if needed and its first admin token, returned once.
   // kAlreadyExists if the tenant already has an admin token.
   static absl::StatusOr<std::string> Bootstrap(Store& store,
@@ -123,11 +162,17 @@ class ControlPlaneService {
 
  private:
   absl::StatusOr<ConnectorRow> FindConnector(const Caller& caller, int64_t id);
+  absl::StatusOr<WebhookRow> FindWebhook(const Caller& caller, int64_t id);
+  // kInvalidArgument naming `field` unless `url` may receive deliveries.
+  absl::Status CheckTarget(absl::string_view field, absl::string_view url);
+  // A new callback secret, sealed for the tenant.
+  std::string NewCallbackSecret(int64_t tenant_id) const;
 
   Store& store_;
   const ConnectorRegistry& registry_;
   const SecretBox& secrets_;
   SyncWorkers& workers_;
+  const ControlPlaneServiceOptions options_;
 };
 
 // The API's view of a run.

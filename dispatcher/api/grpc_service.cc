@@ -2,6 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -132,16 +133,13 @@ grpc::Status ControlPlaneGrpc::Write(
   }
   BeforeCommit store_response = [&](const google::protobuf::Message& r,
                                     WriteTxn& txn) {
-    // A token's secret is shown once and never stored: a replay returns the
-    // token without it.
-    std::string stored = r.SerializeAsString();
-    if (r.GetDescriptor() == v1::CreateTokenResponse::descriptor()) {
-      v1::CreateTokenResponse redacted;
-      redacted.CopyFrom(r);
-      redacted.clear_secret();
-      stored = redacted.SerializeAsString();
-    }
-    return txn.CompleteIdempotent(caller->tenant_id, key, 0, stored);
+    // A new token's or webhook's secret is shown once and never stored: a
+    // replay returns the response without it.
+    std::unique_ptr<google::protobuf::Message> redacted(r.New());
+    redacted->CopyFrom(r);
+    ClearOneTimeSecrets(redacted.get());
+    return txn.CompleteIdempotent(caller->tenant_id, key, 0,
+                                  redacted->SerializeAsString());
   };
   absl::StatusOr<Resp> result =
       (service_.*method)(*caller, request, store_response);
@@ -191,6 +189,14 @@ IDSYNC_WRITE(CreateToken, CreateTokenRequest, CreateTokenResponse)
 IDSYNC_READ(ListTokens, ListTokensRequest, ListTokensResponse)
 IDSYNC_WRITE(RevokeToken, GetByIdRequest, Token)
 IDSYNC_READ(ListAuditEvents, ListAuditEventsRequest, ListAuditEventsResponse)
+IDSYNC_WRITE(CreateWebhook, CreateWebhookRequest, CreateWebhookResponse)
+IDSYNC_READ(ListWebhooks, PageRequest, ListWebhooksResponse)
+IDSYNC_READ(GetWebhook, GetByIdRequest, Webhook)
+IDSYNC_WRITE(UpdateWebhook, UpdateWebhookRequest, Webhook)
+IDSYNC_WRITE(DeleteWebhook, GetByIdRequest, DeleteWebhookResponse)
+IDSYNC_READ(ListDeliveries, ListDeliveriesRequest, ListDeliveriesResponse)
+IDSYNC_WRITE(ReplayDelivery, ReplayDeliveryRequest, Delivery)
+IDSYNC_READ(GetCallbackSecret, GetCallbackSecretRequest, CallbackSecret)
 #undef IDSYNC_READ
 #undef IDSYNC_WRITE
 

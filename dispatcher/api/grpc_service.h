@@ -5,8 +5,8 @@
 #ifndef IDSYNC_DISPATCHER_API_GRPC_SERVICE_H_
 #define IDSYNC_DISPATCHER_API_GRPC_SERVICE_H_
 
-#include "dispatcher/api/control_plane_service.h"
 #include "connector/rate_limiter.h"
+#include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/run_progress.h"
 #include "idsync/v1/control_plane.grpc.pb.h"
 
@@ -48,6 +48,14 @@ class ControlPlaneGrpc final : public idsync::v1::ControlPlane::Service {
   IDSYNC_RPC(ListTokens, ListTokensRequest, ListTokensResponse)
   IDSYNC_RPC(RevokeToken, GetByIdRequest, Token)
   IDSYNC_RPC(ListAuditEvents, ListAuditEventsRequest, ListAuditEventsResponse)
+  IDSYNC_RPC(CreateWebhook, CreateWebhookRequest, CreateWebhookResponse)
+  IDSYNC_RPC(ListWebhooks, PageRequest, ListWebhooksResponse)
+  IDSYNC_RPC(GetWebhook, GetByIdRequest, Webhook)
+  IDSYNC_RPC(UpdateWebhook, UpdateWebhookRequest, Webhook)
+  IDSYNC_RPC(DeleteWebhook, GetByIdRequest, DeleteWebhookResponse)
+  IDSYNC_RPC(ListDeliveries, ListDeliveriesRequest, ListDeliveriesResponse)
+  IDSYNC_RPC(ReplayDelivery, ReplayDeliveryRequest, Delivery)
+  IDSYNC_RPC(GetCallbackSecret, GetCallbackSecretRequest, CallbackSecret)
 #undef IDSYNC_RPC
 
   grpc::Status WatchSyncRun(

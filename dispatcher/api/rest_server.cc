@@ -36,7 +36,7 @@ enum class Access { kRead, kWrite, kAction };
 
 struct Route {
   const char* method;
-  const char* path;  // "{id}" is the only path parameter.
+  const char* path;  // "{id}", then at most one more "{name}" parameter.
   const char* operation_id;
   const char* summary;
   const char* tag;
@@ -47,6 +47,8 @@ struct Route {
   const char* path_field;  // Request field set from {id}; nullptr if none.
   bool body;               // The request comes as a JSON body.
   RouteHandler handler;
+  // Request field set from the path's second parameter; nullptr if none.
+  const char* second_path_field = nullptr;
 };
 
 template <typename Req, typename Resp>
@@ -183,13 +185,69 @@ const std::vector<Route>& Routes() {
        v1::ListAuditEventsRequest::descriptor(),
        v1::ListAuditEventsResponse::descriptor(), 200, Access::kRead, nullptr,
        false, Read(&S::ListAuditEvents)},
+      {"GET", "/api/v1/webhooks", "listWebhooks", "List webhook endpoints",
+       "webhooks", v1::PageRequest::descriptor(),
+       v1::ListWebhooksResponse::descriptor(), 200, Access::kRead, nullptr,
+       false, Read(&S::ListWebhooks)},
+      {"POST", "/api/v1/webhooks", "createWebhook",
+       "Register a webhook endpoint (its signing secret is shown once)",
+       "webhooks", v1::CreateWebhookRequest::descriptor(),
+       v1::CreateWebhookResponse::descriptor(), 201, Access::kWrite, nullptr,
+       true, Write(&S::CreateWebhook)},
+      {"GET", "/api/v1/webhooks/{id}", "getWebhook", "Get a webhook endpoint",
+       "webhooks", v1::GetByIdRequest::descriptor(), v1::Webhook::descriptor(),
+       200, Access::kRead, "id", false, Read(&S::GetWebhook)},
+      {"PATCH", "/api/v1/webhooks/{id}", "updateWebhook",
+       "Change a webhook endpoint's URL, event types or enabled flag",
+       "webhooks", v1::UpdateWebhookRequest::descriptor(),
+       v1::Webhook::descriptor(), 200, Access::kWrite, "id", true,
+       Write(&S::UpdateWebhook)},
+      {"DELETE", "/api/v1/webhooks/{id}", "deleteWebhook",
+       "Delete a webhook endpoint with its deliveries", "webhooks",
+       v1::GetByIdRequest::descriptor(),
+       v1::DeleteWebhookResponse::descriptor(), 200, Access::kWrite, "id",
+       false, Write(&S::DeleteWebhook)},
+      {"GET", "/api/v1/webhooks/{id}/deliveries", "listDeliveries",
+       "List a webhook's deliveries, oldest first", "webhooks",
+       v1::ListDeliveriesRequest::descriptor(),
+       v1::ListDeliveriesResponse::descriptor(), 200, Access::kRead,
+       "webhook_id", false, Read(&S::ListDeliveries)},
+      {"POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay",
+       "replayDelivery",
+       "Send a delivery again (e.g. a dead one): pending, no attempts, due "
+       "now",
+       "webhooks", v1::ReplayDeliveryRequest::descriptor(),
+       v1::Delivery::descriptor(), 202, Access::kWrite, "webhook_id", false,
+       Write(&S::ReplayDelivery), "delivery_id"},
+      {"GET", "/api/v1/callback-secret", "getCallbackSecret",
+       "The secret that signs this tenant's progress callbacks (created on "
+       "first use; admin tokens only)",
+       "webhooks", v1::GetCallbackSecretRequest::descriptor(),
+       v1::CallbackSecret::descriptor(), 200, Access::kRead, nullptr, false,
+       Read(&S::GetCallbackSecret)},
   };
   return *routes;
 }
 
+// The names of a path's parameters, in order ("id", "delivery_id").
+std::vector<std::string> PathParameters(absl::string_view path) {
+  std::vector<std::string> names;
+  size_t at = 0;
+  while ((at = path.find('{', at)) != absl::string_view::npos) {
+    const size_t end = path.find('}', at);
+    names.emplace_back(path.substr(at + 1, end - at - 1));
+    at = end;
+  }
+  return names;
+}
+
 std::string PathRegex(absl::string_view path) {
-  return absl::StrCat("^", absl::StrReplaceAll(path, {{"{id}", "([^/]+)"}}),
-                      "$");
+  std::string regex(path);
+  for (const std::string& name : PathParameters(path)) {
+    regex =
+        absl::StrReplaceAll(regex, {{absl::StrCat("{", name, "}"), "([^/]+)"}});
+  }
+  return absl::StrCat("^", regex, "$");
 }
 
 bool IsToken(absl::string_view s) {
@@ -337,17 +395,13 @@ class RestServer::Handler {
     BeforeCommit store_response = [&](const Message& response,
                                       WriteTxn& txn) -> absl::Status {
       stored = ToJsonString(response);
-      if (response.GetDescriptor() != v1::CreateTokenResponse::descriptor()) {
-        return txn.CompleteIdempotent(caller_.tenant_id, key, route.status,
-                                      stored);
-      }
-      // A token's secret is shown once and never stored: a replay returns
-      // the token without it.
-      v1::CreateTokenResponse redacted;
-      redacted.CopyFrom(response);
-      redacted.clear_secret();
+      // A new token's or webhook's secret is shown once and never stored: a
+      // replay returns the response without it.
+      std::unique_ptr<Message> redacted(response.New());
+      redacted->CopyFrom(response);
+      ClearOneTimeSecrets(redacted.get());
       return txn.CompleteIdempotent(caller_.tenant_id, key, route.status,
-                                    ToJsonString(redacted));
+                                    ToJsonString(*redacted));
     };
     absl::StatusOr<std::unique_ptr<Message>> response =
         route.handler(server_.service_, caller_, request, store_response);
@@ -374,29 +428,41 @@ class RestServer::Handler {
         return absl::InvalidArgumentError("this endpoint takes no body");
       }
       for (const auto& [name, value] : req_.params) {
-        if (route.path_field != nullptr && name == route.path_field) {
+        if ((route.path_field != nullptr && name == route.path_field) ||
+            (route.second_path_field != nullptr &&
+             name == route.second_path_field)) {
           return absl::InvalidArgumentError(
               absl::StrCat("unknown parameter '", name, "'"));
         }
         IDSYNC_RETURN_IF_ERROR(SetFieldFromString(name, value, request));
       }
     }
-    if (route.path_field != nullptr) {
-      int64_t id = 0;
-      if (!absl::SimpleAtoi(req_.matches[1].str(), &id) || id <= 0) {
-        return absl::NotFoundError(
-            absl::StrCat("no resource '", req_.matches[1].str().substr(0, 64),
-                         "' (ids are positive integers)"));
-      }
-      const auto* field = route.request->FindFieldByName(route.path_field);
-      const auto* reflection = request->GetReflection();
-      if (reflection->HasField(*request, field) &&
-          reflection->GetInt64(*request, field) != id) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "'", route.path_field, "' in the body differs from the path"));
-      }
-      reflection->SetInt64(request, field, id);
+    int match = 0;
+    for (const char* name : {route.path_field, route.second_path_field}) {
+      if (name == nullptr) continue;
+      IDSYNC_RETURN_IF_ERROR(SetFromPath(route, name, ++match, request));
     }
+    return absl::OkStatus();
+  }
+
+  // Sets the int64 field `name` from path parameter `match` (1-based).
+  absl::Status SetFromPath(const Route& route, const char* name, int match,
+                           Message* request) {
+    int64_t id = 0;
+    const std::string text = req_.matches[match].str();
+    if (!absl::SimpleAtoi(text, &id) || id <= 0) {
+      return absl::NotFoundError(absl::StrCat("no resource '",
+                                              text.substr(0, 64),
+                                              "' (ids are positive integers)"));
+    }
+    const auto* field = route.request->FindFieldByName(name);
+    const auto* reflection = request->GetReflection();
+    if (reflection->HasField(*request, field) &&
+        reflection->GetInt64(*request, field) != id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", name, "' in the body differs from the path"));
+    }
+    reflection->SetInt64(request, field, id);
     return absl::OkStatus();
   }
 
@@ -626,9 +692,9 @@ nlohmann::json RestServer::OpenApi(const std::string& version) {
                          {"summary", route.summary},
                          {"tags", {route.tag}}};
     nlohmann::json parameters = nlohmann::json::array();
-    if (route.path_field != nullptr) {
+    for (const std::string& name : PathParameters(route.path)) {
       parameters.push_back(
-          {{"name", "id"},
+          {{"name", name},
            {"in", "path"},
            {"required", true},
            {"schema", {{"type", "integer"}, {"format", "int64"}}}});
@@ -648,7 +714,11 @@ nlohmann::json RestServer::OpenApi(const std::string& version) {
       const nlohmann::json fields =
           SchemaOf(route.request, false, &unused)["properties"];
       for (const auto& [name, schema] : fields.items()) {
-        if (route.path_field != nullptr && name == route.path_field) continue;
+        if ((route.path_field != nullptr && name == route.path_field) ||
+            (route.second_path_field != nullptr &&
+             name == route.second_path_field)) {
+          continue;
+        }
         parameters.push_back({{"name", name},
                               {"in", "query"},
                               {"required", false},
@@ -766,7 +836,8 @@ nlohmann::json RestServer::OpenApi(const std::string& version) {
         {"version", version},
         {"description",
          "Identities, accounts, entitlements and grants synced from sources; "
-         "connectors and their sync runs; tokens and the audit log. "
+         "connectors and their sync runs; webhooks and their deliveries; "
+         "tokens and the audit log. "
          "Authenticate with 'Authorization: Bearer <token>'."}}},
       {"servers", {{{"url", "/"}}}},
       {"security", {{{"bearer", nlohmann::json::array()}}}},

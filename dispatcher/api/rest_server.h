@@ -15,8 +15,8 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "dispatcher/api/control_plane_service.h"
 #include "connector/rate_limiter.h"
+#include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"
 #include "nlohmann/json.hpp"

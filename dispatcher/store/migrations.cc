@@ -238,6 +238,50 @@ CREATE INDEX accounts_list ON accounts(tenant_id, deleted_at, id);
 CREATE INDEX entitlements_list ON entitlements(tenant_id, deleted_at, id);
 CREATE INDEX grants_list ON grants(tenant_id, deleted_at, id);
 )sql",
+      // 4: webhooks, the outbox of events and their deliveries.
+      R"sql(
+ALTER TABLE tenants ADD COLUMN callback_secret BLOB;
+CREATE TABLE webhooks (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  url TEXT NOT NULL,
+  event_types TEXT NOT NULL,  -- JSON array of patterns: "identity.created", "identity.*", "*"
+  secret BLOB,                -- Sealed, context "webhook:<id>".
+  enabled INTEGER NOT NULL DEFAULT 1,
+  disabled_reason TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE INDEX webhooks_by_tenant ON webhooks(tenant_id, id);
+-- An event, written in the transaction of the change that caused it, only
+-- when some endpoint wants it.
+CREATE TABLE outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant_id INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  data TEXT NOT NULL,  -- JSON object
+  created_at INTEGER NOT NULL
+);
+-- One event to one endpoint: a webhook, or a run's callback URL.
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant_id INTEGER NOT NULL,
+  outbox_id INTEGER NOT NULL,
+  webhook_id INTEGER,              -- NULL for a callback.
+  url TEXT NOT NULL DEFAULT '',    -- A callback's URL.
+  endpoint TEXT NOT NULL,          -- "webhook:<id>" or "callback:<url>": order is per endpoint.
+  state TEXT NOT NULL,             -- pending, delivered, dead
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  last_status INTEGER NOT NULL DEFAULT 0,
+  last_error TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  delivered_at INTEGER
+);
+CREATE INDEX deliveries_pending ON deliveries(state, endpoint, id);
+CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);
+)sql",
   };
   return *migrations;
 }

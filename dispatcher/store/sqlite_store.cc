@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "connector/status_macros.h"
 #include "dispatcher/store/migrations.h"
+#include "dispatcher/store/outbox.h"
 #include "dispatcher/store/record_schema.h"
 #include "dispatcher/store/record_writer.h"
 #include "dispatcher/store/sqlite_rows.h"
@@ -28,6 +29,8 @@ class SqliteRunWriter final : public RunWriter {
         new SqliteRunWriter(run, std::move(db), gate));
     sqlite3* raw = w->db_.get();
     IDSYNC_ASSIGN_OR_RETURN(w->records_, RecordWriter::Prepare(raw));
+    IDSYNC_ASSIGN_OR_RETURN(w->outbox_,
+                            Outbox::Prepare(raw, Outbox::Detail::kKeys));
     IDSYNC_ASSIGN_OR_RETURN(w->update_run_,
                             Statement::Prepare(raw, kUpdateRunSql));
     IDSYNC_ASSIGN_OR_RETURN(
@@ -56,7 +59,14 @@ class SqliteRunWriter final : public RunWriter {
     scope_.now_us = Micros(now);
     gate_.LockBackground();
     absl::Status s = Exec(db_.get(), "BEGIN IMMEDIATE");
-    if (!s.ok()) gate_.Unlock();
+    if (!s.ok()) {
+      gate_.Unlock();
+      return s;
+    }
+    // Subscriptions are read in each group's transaction: a webhook created
+    // during a run gets the events of the groups committed after it.
+    s = outbox_->Load(scope_.tenant_id);
+    if (!s.ok()) Rollback();
     return s;
   }
 
@@ -72,17 +82,24 @@ class SqliteRunWriter final : public RunWriter {
   absl::StatusOr<int64_t> Insert(RecordKind kind,
                                  const google::protobuf::Message& record,
                                  uint64_t content_hash) override {
-    return records_.Insert(scope_, kind, record, content_hash);
+    IDSYNC_ASSIGN_OR_RETURN(
+        int64_t id, records_.Insert(scope_, kind, record, content_hash));
+    IDSYNC_RETURN_IF_ERROR(
+        outbox_->QueueRecord(kind, RecordChange::kCreated, id, &record));
+    return id;
   }
 
   absl::Status Update(RecordKind kind, int64_t id,
                       const google::protobuf::Message& record,
                       uint64_t content_hash) override {
-    return records_.Update(scope_, kind, id, record, content_hash);
+    IDSYNC_RETURN_IF_ERROR(
+        records_.Update(scope_, kind, id, record, content_hash));
+    return outbox_->QueueRecord(kind, RecordChange::kUpdated, id, &record);
   }
 
   absl::Status MarkDeleted(RecordKind kind, int64_t id) override {
-    return records_.MarkDeleted(scope_, kind, id);
+    IDSYNC_RETURN_IF_ERROR(records_.MarkDeleted(scope_, kind, id));
+    return outbox_->QueueRecord(kind, RecordChange::kDeactivated, id, nullptr);
   }
 
   absl::Status AddReject(const idsync::v1::Reject& reject) override {
@@ -95,8 +112,12 @@ class SqliteRunWriter final : public RunWriter {
 
   absl::Status Commit(const RunRow& run,
                       const std::vector<SeenDelta>& seen) override {
-    absl::Status s;
+    absl::Status s = outbox_->Flush(
+        absl::StrCat("\"source\":\"sync\",\"connector_id\":",
+                     scope_.connector_id, ",\"run_id\":", scope_.run_id),
+        FromMicros(scope_.now_us));
     for (const SeenDelta& delta : seen) {
+      if (!s.ok()) break;
       if (delta.encoded.empty()) continue;
       insert_seen_.Bind(1, scope_.run_id).Bind(2, ++seen_seq_);
       insert_seen_.Bind(3, static_cast<int64_t>(delta.kind));
@@ -118,6 +139,7 @@ class SqliteRunWriter final : public RunWriter {
   }
 
   void Rollback() override {
+    if (outbox_ != nullptr) outbox_->Clear();
     if (!sqlite3_get_autocommit(db_.get())) {
       Exec(db_.get(), "ROLLBACK").IgnoreError();
       gate_.Unlock();
@@ -145,6 +167,7 @@ class SqliteRunWriter final : public RunWriter {
   WriteGate& gate_;    // Held from Begin to Commit or Rollback.
   RecordScope scope_;  // now_us is set by Begin.
   RecordWriter records_;
+  std::unique_ptr<Outbox> outbox_;
   Statement update_run_, insert_reject_, insert_seen_;
   int64_t seen_seq_ = 0;
 };
@@ -247,7 +270,17 @@ absl::StatusOr<RunRow> SqliteStore::CreateRun(const RunRow& run) {
   {
     PriorityWrite gate(gate_);
     absl::MutexLock lock(&mu_);
-    absl::StatusOr<int64_t> inserted = InsertRunRow(db_.get(), run);
+    sqlite3* db = db_.get();
+    IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
+    absl::StatusOr<int64_t> inserted = InsertRunRow(db, run);
+    if (inserted.ok()) {
+      RunRow started = run;
+      started.id = *inserted;
+      absl::Status s = PublishRunEvent(db, started, clock_.Now());
+      if (s.ok()) s = Exec(db, "COMMIT");
+      if (!s.ok()) inserted = s;
+    }
+    if (!inserted.ok()) Exec(db, "ROLLBACK").IgnoreError();
     if (absl::IsFailedPrecondition(inserted.status())) {
       // A constraint failed: the one-active-run index, or a bad reference.
       IDSYNC_ASSIGN_OR_RETURN(
@@ -383,6 +416,7 @@ absl::Status SqliteStore::FinishRun(const RunRow& run) {
       token.Bind(4, run.connector_id).Bind(5, run.tenant_id);
       IDSYNC_RETURN_IF_ERROR(token.Run());
     }
+    IDSYNC_RETURN_IF_ERROR(PublishRunEvent(db, run, clock_.Now()));
     return Exec(db, "COMMIT");
   };
   absl::Status s = body();

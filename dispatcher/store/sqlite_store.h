@@ -58,6 +58,17 @@ class SqliteStore final : public Store {
   absl::Status AbandonIdempotent(int64_t tenant_id,
                                  absl::string_view key) override;
   absl::Status ExpireIdempotent(absl::Duration age) override;
+  absl::StatusOr<int64_t> ListWebhooks(const ListQuery& q,
+                                       std::vector<WebhookRow>* items) override;
+  absl::StatusOr<WebhookRow> GetWebhook(int64_t tenant_id, int64_t id) override;
+  absl::StatusOr<int64_t> ListDeliveries(
+      const ListQuery& q, int64_t webhook_id,
+      std::vector<DeliveryRow>* items) override;
+  absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) override;
+  absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
+                                                         int limit) override;
+  absl::Status RecordDelivery(const DeliveryOutcome& outcome) override;
+  absl::Status PruneDeliveries(absl::Time before) override;
 
   // Sync runs (sqlite_store.cc).
   absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "connector/status_macros.h"
+#include "dispatcher/store/outbox.h"
 #include "dispatcher/store/record_schema.h"
 #include "dispatcher/store/record_writer.h"
 #include "dispatcher/store/sqlite_rows.h"
@@ -241,8 +242,13 @@ class SqliteWriteTxn final : public WriteTxn {
                                        const google::protobuf::Message& record,
                                        uint64_t content_hash) override {
     IDSYNC_RETURN_IF_ERROR(PrepareRecords());
-    return records_->Insert(Scope(tenant_id, connector_id), kind, record,
-                            content_hash);
+    IDSYNC_ASSIGN_OR_RETURN(
+        int64_t id, records_->Insert(Scope(tenant_id, connector_id), kind,
+                                     record, content_hash));
+    IDSYNC_RETURN_IF_ERROR(Events(tenant_id, connector_id));
+    IDSYNC_RETURN_IF_ERROR(
+        outbox_->QueueRecord(kind, RecordChange::kCreated, id, &record));
+    return id;
   }
 
   absl::Status UpdateRecord(int64_t tenant_id, int64_t connector_id,
@@ -250,13 +256,34 @@ class SqliteWriteTxn final : public WriteTxn {
                             const google::protobuf::Message& record,
                             uint64_t content_hash) override {
     IDSYNC_RETURN_IF_ERROR(PrepareRecords());
-    return records_->Update(Scope(tenant_id, connector_id), kind, id, record,
-                            content_hash);
+    IDSYNC_RETURN_IF_ERROR(records_->Update(Scope(tenant_id, connector_id),
+                                            kind, id, record, content_hash));
+    IDSYNC_RETURN_IF_ERROR(Events(tenant_id, connector_id));
+    return outbox_->QueueRecord(kind, RecordChange::kUpdated, id, &record);
   }
 
   absl::Status DeactivateRecord(RecordKind kind, int64_t id) override {
     IDSYNC_RETURN_IF_ERROR(PrepareRecords());
-    return records_->MarkDeleted(Scope(0, 0), kind, id);
+    IDSYNC_RETURN_IF_ERROR(records_->MarkDeleted(Scope(0, 0), kind, id));
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement owner,
+        Statement::Prepare(db_,
+                           absl::StrCat("SELECT tenant_id, connector_id "
+                                        "FROM ",
+                                        SchemaFor(kind).table, " WHERE id=?")));
+    owner.Bind(1, id);
+    IDSYNC_ASSIGN_OR_RETURN(bool found, owner.Step());
+    if (!found) return absl::OkStatus();
+    IDSYNC_RETURN_IF_ERROR(Events(owner.Int(0), owner.Int(1)));
+    return outbox_->QueueRecord(kind, RecordChange::kDeactivated, id, nullptr);
+  }
+
+  // Writes the record events this transaction queued. Before COMMIT.
+  absl::Status FlushEvents() {
+    if (outbox_ == nullptr) return absl::OkStatus();
+    return outbox_->Flush(
+        absl::StrCat("\"source\":\"api\",\"connector_id\":", events_connector_),
+        now_);
   }
 
   absl::StatusOr<int64_t> InsertConnector(const ConnectorRow& row) override {
@@ -351,7 +378,9 @@ class SqliteWriteTxn final : public WriteTxn {
     s.Bind(1, *id);
     IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
     if (!found) return absl::InternalError("store: new run vanished");
-    return ReadRun(s);
+    RunRow created = ReadRun(s);
+    IDSYNC_RETURN_IF_ERROR(PublishRunEvent(db_, created, now_));
+    return created;
   }
 
   absl::StatusOr<int64_t> InsertToken(const TokenRow& row,
@@ -375,6 +404,83 @@ class SqliteWriteTxn final : public WriteTxn {
                   [&](Statement& s) {
                     s.Bind(1, Micros(now_)).Bind(2, tenant_id).Bind(3, id);
                   });
+  }
+
+  absl::StatusOr<int64_t> InsertWebhook(const WebhookRow& row) override {
+    // Bound text is not copied: it must outlive the statement's step.
+    const std::string types = nlohmann::json(row.event_types).dump();
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db_,
+               "INSERT INTO webhooks(tenant_id, url, event_types, enabled, "
+               "created_at, updated_at) VALUES(?,?,?,?,?,?)",
+               [&](Statement& st) {
+                 st.Bind(1, row.tenant_id).Bind(2, row.url);
+                 st.Bind(3, types);
+                 st.Bind(4, static_cast<int64_t>(row.enabled));
+                 st.Bind(5, Micros(now_)).Bind(6, Micros(now_));
+               }));
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(db_));
+  }
+
+  absl::Status SetWebhookSecret(int64_t tenant_id, int64_t id,
+                                absl::string_view sealed) override {
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db_, "UPDATE webhooks SET secret=? WHERE id=? AND tenant_id=?",
+               [&](Statement& st) {
+                 st.BindBlob(1, sealed).Bind(2, id).Bind(3, tenant_id);
+               }));
+    return Changed("webhook", id);
+  }
+
+  absl::Status UpdateWebhook(const WebhookRow& row) override {
+    const std::string types = nlohmann::json(row.event_types).dump();
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db_,
+        "UPDATE webhooks SET url=?, event_types=?, enabled=?, "
+        "disabled_reason=CASE WHEN ?=1 THEN '' ELSE disabled_reason END, "
+        "updated_at=? WHERE id=? AND tenant_id=?",
+        [&](Statement& st) {
+          st.Bind(1, row.url).Bind(2, types);
+          st.Bind(3, static_cast<int64_t>(row.enabled));
+          st.Bind(4, static_cast<int64_t>(row.enabled)).Bind(5, Micros(now_));
+          st.Bind(6, row.id).Bind(7, row.tenant_id);
+        }));
+    return Changed("webhook", row.id);
+  }
+
+  absl::Status DeleteWebhook(int64_t tenant_id, int64_t id) override {
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db_, "DELETE FROM deliveries WHERE webhook_id=? AND tenant_id=?",
+               [&](Statement& st) { st.Bind(1, id).Bind(2, tenant_id); }));
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db_, "DELETE FROM webhooks WHERE id=? AND tenant_id=?",
+               [&](Statement& st) { st.Bind(1, id).Bind(2, tenant_id); }));
+    return Changed("webhook", id);
+  }
+
+  absl::Status ReplayDelivery(int64_t tenant_id, int64_t webhook_id,
+                              int64_t delivery_id) override {
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db_,
+        "UPDATE deliveries SET state='pending', attempts=0, "
+        "next_attempt_at=?, last_status=0, last_error='', "
+        "delivered_at=NULL, updated_at=? WHERE id=? AND "
+        "webhook_id=? AND tenant_id=?",
+        [&](Statement& st) {
+          st.Bind(1, Micros(now_)).Bind(2, Micros(now_)).Bind(3, delivery_id);
+          st.Bind(4, webhook_id).Bind(5, tenant_id);
+        }));
+    return Changed("delivery", delivery_id);
+  }
+
+  absl::StatusOr<bool> SetCallbackSecret(int64_t tenant_id,
+                                         absl::string_view sealed) override {
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db_,
+        "UPDATE tenants SET callback_secret=? WHERE id=? AND "
+        "callback_secret IS NULL",
+        [&](Statement& st) { st.BindBlob(1, sealed).Bind(2, tenant_id); }));
+    return sqlite3_changes(db_) > 0;
   }
 
   absl::Status Audit(const AuditEntry& e) override {
@@ -403,6 +509,27 @@ class SqliteWriteTxn final : public WriteTxn {
   }
 
  private:
+  // kNotFound when the last statement changed no row.
+  absl::Status Changed(absl::string_view what, int64_t id) {
+    if (sqlite3_changes(db_) > 0) return absl::OkStatus();
+    return absl::NotFoundError(absl::StrCat(what, " ", id, " not found"));
+  }
+
+  // The outbox, loaded for the tenant the transaction writes records of.
+  absl::Status Events(int64_t tenant_id, int64_t connector_id) {
+    if (outbox_ == nullptr) {
+      IDSYNC_ASSIGN_OR_RETURN(outbox_, Outbox::Prepare(db_));
+      IDSYNC_RETURN_IF_ERROR(outbox_->Load(tenant_id));
+      events_tenant_ = tenant_id;
+    } else if (events_tenant_ != tenant_id) {
+      return absl::InternalError("store: one write transaction, two tenants");
+    }
+    events_connector_ = connector_id;
+    return absl::OkStatus();
+  }
+
+  std::unique_ptr<Outbox> outbox_;
+  int64_t events_tenant_ = 0, events_connector_ = 0;
   absl::Status PrepareRecords() {
     if (records_.has_value()) return absl::OkStatus();
     IDSYNC_ASSIGN_OR_RETURN(records_, RecordWriter::Prepare(db_));
@@ -591,6 +718,195 @@ absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
   return runs;
 }
 
+namespace {
+
+constexpr char kWebhookColumns[] =
+    "id, tenant_id, url, event_types, enabled, disabled_reason, created_at, "
+    "updated_at";
+
+// Columns of deliveries d joined with outbox o, in ReadDelivery's order.
+constexpr char kDeliveryColumns[] =
+    "d.id, d.tenant_id, d.outbox_id, coalesce(d.webhook_id, 0), d.url, "
+    "o.type, d.state, d.attempts, d.next_attempt_at, d.last_status, "
+    "d.last_error, d.created_at, d.updated_at, d.delivered_at";
+constexpr int kDeliveryColumnCount = 14;
+
+WebhookRow ReadWebhook(const Statement& s) {
+  WebhookRow w;
+  w.id = s.Int(0);
+  w.tenant_id = s.Int(1);
+  w.url = s.Text(2);
+  nlohmann::json types = nlohmann::json::parse(s.Text(3), nullptr, false);
+  if (types.is_array()) {
+    for (const auto& t : types) {
+      if (t.is_string()) w.event_types.push_back(t.get<std::string>());
+    }
+  }
+  w.enabled = s.Int(4) != 0;
+  w.disabled_reason = s.Text(5);
+  w.created_at = FromMicros(s.Int(6));
+  w.updated_at = FromMicros(s.Int(7));
+  return w;
+}
+
+DeliveryRow ReadDelivery(const Statement& s) {
+  DeliveryRow d;
+  d.id = s.Int(0);
+  d.tenant_id = s.Int(1);
+  d.event_id = s.Int(2);
+  d.webhook_id = s.Int(3);
+  d.url = s.Text(4);
+  d.event_type = s.Text(5);
+  d.state = s.Text(6);
+  d.attempts = static_cast<int32_t>(s.Int(7));
+  d.next_attempt_at = FromMicros(s.Int(8));
+  d.last_status = static_cast<int32_t>(s.Int(9));
+  d.last_error = s.Text(10);
+  d.created_at = FromMicros(s.Int(11));
+  d.updated_at = FromMicros(s.Int(12));
+  if (!s.IsNull(13)) d.delivered_at = FromMicros(s.Int(13));
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> SqliteStore::ListWebhooks(
+    const ListQuery& q, std::vector<WebhookRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kWebhookColumns;
+  sql.from = "webhooks";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  return RunList(*db, sql, q,
+                 [&](const Statement& s) { items->push_back(ReadWebhook(s)); });
+}
+
+absl::StatusOr<WebhookRow> SqliteStore::GetWebhook(int64_t tenant_id,
+                                                   int64_t id) {
+  ListQuery q;
+  q.tenant_id = tenant_id;
+  q.limit = 1;
+  q.after_id = id - 1;
+  std::vector<WebhookRow> rows;
+  IDSYNC_RETURN_IF_ERROR(ListWebhooks(q, &rows).status());
+  if (rows.empty() || rows.front().id != id) {
+    return absl::NotFoundError(absl::StrCat("webhook ", id, " not found"));
+  }
+  return rows.front();
+}
+
+absl::StatusOr<int64_t> SqliteStore::ListDeliveries(
+    const ListQuery& q, int64_t webhook_id, std::vector<DeliveryRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kDeliveryColumns;
+  sql.from = "deliveries d JOIN outbox o ON o.id=d.outbox_id";
+  sql.count_from = "deliveries d";
+  sql.id_column = "d.id";
+  sql.Where("d.tenant_id=?", q.tenant_id);
+  sql.Where("d.webhook_id=?", webhook_id);
+  return RunList(*db, sql, q, [&](const Statement& s) {
+    items->push_back(ReadDelivery(s));
+  });
+}
+
+absl::StatusOr<std::string> SqliteStore::CallbackSecret(int64_t tenant_id) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement * s,
+      db->Prepare("SELECT coalesce(callback_secret, '') FROM tenants WHERE "
+                  "id=?"));
+  s->Bind(1, tenant_id);
+  absl::StatusOr<bool> found = s->Step();
+  std::string sealed = found.ok() && *found ? s->Blob(0) : "";
+  s->Reset();
+  IDSYNC_RETURN_IF_ERROR(found.status());
+  return sealed;
+}
+
+absl::StatusOr<std::vector<DueDelivery>> SqliteStore::DueDeliveries(
+    absl::Time now, int limit) {
+  absl::MutexLock lock(&mu_);
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(
+          db_.get(),
+          absl::StrCat(
+              "SELECT ", kDeliveryColumns,
+              ", d.endpoint, o.data, o.created_at, coalesce(w.url, ''), "
+              "CASE WHEN d.webhook_id IS NULL THEN t.callback_secret ELSE "
+              "w.secret END FROM deliveries d JOIN outbox o ON "
+              "o.id=d.outbox_id LEFT JOIN webhooks w ON w.id=d.webhook_id "
+              "JOIN tenants t ON t.id=d.tenant_id WHERE d.state='pending' AND "
+              "d.next_attempt_at<=? AND (d.webhook_id IS NULL OR "
+              "w.enabled=1) AND d.id=(SELECT min(e.id) FROM deliveries e "
+              "WHERE e.state='pending' AND e.endpoint=d.endpoint) ORDER BY "
+              "d.id LIMIT ?")));
+  s.Bind(1, Micros(now)).Bind(2, static_cast<int64_t>(limit));
+  std::vector<DueDelivery> due;
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool row, s.Step());
+    if (!row) break;
+    DueDelivery d;
+    d.delivery = ReadDelivery(s);
+    int c = kDeliveryColumnCount;
+    d.endpoint = s.Text(c++);
+    d.data = s.Text(c++);
+    d.event_time = FromMicros(s.Int(c++));
+    std::string webhook_url = s.Text(c++);
+    if (d.delivery.webhook_id > 0) d.delivery.url = std::move(webhook_url);
+    d.sealed_secret = s.IsNull(c) ? "" : s.Blob(c);
+    d.secret_context = d.delivery.webhook_id > 0
+                           ? absl::StrCat("webhook:", d.delivery.webhook_id)
+                           : absl::StrCat("callback:", d.delivery.tenant_id);
+    due.push_back(std::move(d));
+  }
+  return due;
+}
+
+absl::Status SqliteStore::RecordDelivery(const DeliveryOutcome& o) {
+  return Write([&](WriteTxn& txn) -> absl::Status {
+    sqlite3* db = Raw(txn);
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db,
+        "UPDATE deliveries SET state=?, attempts=?, next_attempt_at=?, "
+        "last_status=?, last_error=?, updated_at=?, delivered_at=CASE WHEN "
+        "?='delivered' THEN ? ELSE delivered_at END WHERE id=?",
+        [&](Statement& st) {
+          st.Bind(1, o.state).Bind(2, static_cast<int64_t>(o.attempts));
+          st.Bind(3, Micros(o.next_attempt_at));
+          st.Bind(4, static_cast<int64_t>(o.last_status)).Bind(5, o.last_error);
+          st.Bind(6, Micros(txn.now())).Bind(7, o.state);
+          st.Bind(8, Micros(txn.now())).Bind(9, o.id);
+        }));
+    if (o.disable_webhook.empty()) return absl::OkStatus();
+    return RunSql(db,
+                  "UPDATE webhooks SET enabled=0, disabled_reason=?, "
+                  "updated_at=? WHERE id=(SELECT webhook_id FROM deliveries "
+                  "WHERE id=?)",
+                  [&](Statement& st) {
+                    st.Bind(1, o.disable_webhook).Bind(2, Micros(txn.now()));
+                    st.Bind(3, o.id);
+                  });
+  });
+}
+
+absl::Status SqliteStore::PruneDeliveries(absl::Time before) {
+  return Write([&](WriteTxn& txn) -> absl::Status {
+    sqlite3* db = Raw(txn);
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db,
+        "DELETE FROM deliveries WHERE state IN ('delivered', 'dead') AND "
+        "updated_at<?",
+        [&](Statement& st) { st.Bind(1, Micros(before)); }));
+    return RunSql(db,
+                  "DELETE FROM outbox WHERE created_at<? AND NOT EXISTS "
+                  "(SELECT 1 FROM deliveries d WHERE d.outbox_id=outbox.id)",
+                  [&](Statement& st) { st.Bind(1, Micros(before)); });
+  });
+}
+
 absl::Status SqliteStore::Write(const WriteBody& body) {
   PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);
@@ -600,6 +916,7 @@ absl::Status SqliteStore::Write(const WriteBody& body) {
   {
     SqliteWriteTxn txn(db, clock_.Now());
     s = body(txn);
+    if (s.ok()) s = txn.FlushEvents();
   }  // Statements are finalized before the transaction ends.
   if (s.ok()) s = Exec(db, "COMMIT");
   if (!s.ok()) Exec(db, "ROLLBACK").IgnoreError();

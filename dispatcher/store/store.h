@@ -170,6 +170,59 @@ struct AuditEntry {
   std::string details_json = "{}";  // Never secrets.
 };
 
+// A webhook endpoint of a tenant. Its secret is sealed in the store and
+// never part of the row.
+struct WebhookRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  std::string url;
+  std::vector<std::string> event_types;  // Patterns, see outbox.h.
+  bool enabled = true;
+  std::string disabled_reason;  // Why the endpoint was disabled (e.g. 410).
+  absl::Time created_at;
+  absl::Time updated_at;
+};
+
+// One event to one endpoint (a webhook, or a run's callback URL).
+struct DeliveryRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  int64_t event_id = 0;    // The outbox row; "msg_<event_id>" on the wire.
+  int64_t webhook_id = 0;  // 0 for a callback.
+  std::string url;         // A callback's URL; for webhooks the webhook's.
+  std::string event_type;
+  std::string state;  // "pending", "delivered" or "dead".
+  int32_t attempts = 0;
+  absl::Time next_attempt_at;
+  int32_t last_status = 0;  // HTTP status of the last attempt; 0: none.
+  std::string last_error;
+  absl::Time created_at;
+  absl::Time updated_at;
+  std::optional<absl::Time> delivered_at;
+};
+
+// What the delivery worker needs to send a delivery.
+struct DueDelivery {
+  DeliveryRow delivery;
+  std::string endpoint;  // Deliveries of one endpoint go in order.
+  std::string data;      // The event's data, a JSON object.
+  absl::Time event_time;
+  std::string sealed_secret;  // The webhook's, or the tenant's callback one.
+  std::string secret_context;
+};
+
+// The result of one attempt.
+struct DeliveryOutcome {
+  int64_t id = 0;
+  int32_t attempts = 0;
+  std::string
+      state;  // "pending" (retry at next_attempt_at), "delivered", "dead".
+  absl::Time next_attempt_at;
+  int32_t last_status = 0;
+  std::string last_error;
+  std::string disable_webhook;  // Non-empty: disable it, with this reason.
+};
+
 // What an Idempotency-Key lookup found.
 struct IdempotencyState {
   enum Kind { kNew, kInFlight, kDone, kMismatch } kind = kNew;
@@ -210,6 +263,22 @@ class WriteTxn {
                                               absl::string_view hash) = 0;
   virtual absl::Status RevokeToken(int64_t tenant_id, int64_t id) = 0;
 
+  // Webhooks. The secret is sealed by the caller (context "webhook:<id>").
+  virtual absl::StatusOr<int64_t> InsertWebhook(const WebhookRow& row) = 0;
+  virtual absl::Status SetWebhookSecret(int64_t tenant_id, int64_t id,
+                                        absl::string_view sealed) = 0;
+  // url, event_types, enabled (re-enabling clears disabled_reason).
+  virtual absl::Status UpdateWebhook(const WebhookRow& row) = 0;
+  // Removes the webhook with its deliveries.
+  virtual absl::Status DeleteWebhook(int64_t tenant_id, int64_t id) = 0;
+  // Sends a delivery again: pending, no attempts, due now.
+  virtual absl::Status ReplayDelivery(int64_t tenant_id, int64_t webhook_id,
+                                      int64_t delivery_id) = 0;
+  // Stores the tenant's callback secret unless it has one; returns whether
+  // it stored this one.
+  virtual absl::StatusOr<bool> SetCallbackSecret(int64_t tenant_id,
+                                                 absl::string_view sealed) = 0;
+
   virtual absl::Status Audit(const AuditEntry& entry) = 0;
   // Marks an Idempotency-Key done with its response (see BeginIdempotent).
   virtual absl::Status CompleteIdempotent(int64_t tenant_id,
@@ -244,6 +313,17 @@ class Store {
   // The connector's sealed auth_config ("" if none).
   virtual absl::StatusOr<std::string> ConnectorAuth(int64_t tenant_id,
                                                     int64_t id) = 0;
+  virtual absl::StatusOr<int64_t> ListWebhooks(
+      const ListQuery& q, std::vector<WebhookRow>* items) = 0;
+  virtual absl::StatusOr<WebhookRow> GetWebhook(int64_t tenant_id,
+                                                int64_t id) = 0;
+  // Deliveries of a webhook, oldest first.
+  virtual absl::StatusOr<int64_t> ListDeliveries(
+      const ListQuery& q, int64_t webhook_id,
+      std::vector<DeliveryRow>* items) = 0;
+  // The tenant's sealed callback secret ("" if none yet; context
+  // "callback:<tenant_id>").
+  virtual absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) = 0;
   // A token by its hash, revoked or not; kNotFound if unknown.
   virtual absl::StatusOr<TokenRow> FindToken(absl::string_view hash) = 0;
   // Runs left running, of any tenant (for resuming at start-up).
@@ -299,6 +379,17 @@ class Store {
 
   virtual absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
       const RunRow& run) = 0;
+
+  // --- Delivery (dispatcher/delivery/) ---
+  // Pending deliveries due at `now`, at most one per endpoint (the oldest:
+  // an endpoint's events go in order), oldest first. Deliveries of
+  // disabled webhooks wait.
+  virtual absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
+                                                                 int limit) = 0;
+  virtual absl::Status RecordDelivery(const DeliveryOutcome& outcome) = 0;
+  // Deletes delivered and dead deliveries (and events no delivery needs)
+  // last updated before `before`.
+  virtual absl::Status PruneDeliveries(absl::Time before) = 0;
 };
 
 }  // namespace idsync

@@ -87,7 +87,8 @@ TEST(ScimServerTest, WantsTheBearerToken) {
   ASSERT_TRUE(right.ok()) << right.status();
   EXPECT_EQ(nlohmann::json::parse(*right)["totalResults"], 120);
 
-  auto stats = nlohmann::json::parse(*server->Control("GET", "/__control/stats"));
+  auto stats =
+      nlohmann::json::parse(*server->Control("GET", "/__control/stats"));
   EXPECT_EQ(stats["requests"], 3);
   EXPECT_EQ(stats["status_counts"]["401"], 2);
   EXPECT_EQ(stats["requests_by_path"]["/scim/v2/Users"], 2);
@@ -101,7 +102,8 @@ TEST(ScimServerTest, ServesUsersAndGroupsByPage) {
   EXPECT_EQ(config["filter"]["supported"], true);
   EXPECT_EQ(config["filter"]["maxResults"], 200);
 
-  const nlohmann::json page = Get(*server, "/scim/v2/Users?startIndex=11&count=100");
+  const nlohmann::json page =
+      Get(*server, "/scim/v2/Users?startIndex=11&count=100");
   EXPECT_EQ(page["totalResults"], 120);
   EXPECT_EQ(page["startIndex"], 11);
   EXPECT_EQ(page["itemsPerPage"], 100);
@@ -119,10 +121,12 @@ TEST(ScimServerTest, ServesUsersAndGroupsByPage) {
   EXPECT_EQ(u[kEnterprise]["manager"]["value"], "u000001");
   EXPECT_EQ(u["meta"]["lastModified"], "2024-01-01T00:11:00.000Z");
 
-  const nlohmann::json last = Get(*server, "/scim/v2/Users?startIndex=111&count=100");
+  const nlohmann::json last =
+      Get(*server, "/scim/v2/Users?startIndex=111&count=100");
   EXPECT_EQ(last["Resources"].size(), 10u);
   EXPECT_EQ(last["itemsPerPage"], 10);
-  const nlohmann::json past = Get(*server, "/scim/v2/Users?startIndex=121&count=100");
+  const nlohmann::json past =
+      Get(*server, "/scim/v2/Users?startIndex=121&count=100");
   EXPECT_TRUE(past["Resources"].empty());
   EXPECT_EQ(past["totalResults"], 120);
 
@@ -152,10 +156,10 @@ TEST(ScimServerTest, CapsCountAndFiltersOnLastModified) {
 
   ASSERT_TRUE(
       server->Control("POST", "/__control/modify", R"({"count":5})").ok());
-  const nlohmann::json after = Get(
-      *server,
-      "/scim/v2/Users?count=50&"
-      "filter=meta.lastModified%20gt%20%222025-01-01T00%3A00%3A00Z%22");
+  const nlohmann::json after =
+      Get(*server,
+          "/scim/v2/Users?count=50&"
+          "filter=meta.lastModified%20gt%20%222025-01-01T00%3A00%3A00Z%22");
   ASSERT_EQ(after["totalResults"], 5);
   EXPECT_EQ(after["Resources"][4]["name"]["givenName"], "Changed4");
   EXPECT_EQ(after["Resources"][4][kEnterprise]["department"], "Changed");
@@ -164,8 +168,9 @@ TEST(ScimServerTest, CapsCountAndFiltersOnLastModified) {
 TEST(ScimServerTest, WithoutFilterSupportRejectsFilters) {
   auto server = StartServer({"--count", "10", "--no-filter"});
   ASSERT_NE(server, nullptr);
-  EXPECT_EQ(Get(*server, "/scim/v2/ServiceProviderConfig")["filter"]["supported"],
-            false);
+  EXPECT_EQ(
+      Get(*server, "/scim/v2/ServiceProviderConfig")["filter"]["supported"],
+      false);
   auto filtered = server->Control(
       "GET", "/scim/v2/Users?filter=userName%20eq%20%22user1%22", "", kAuth);
   ASSERT_FALSE(filtered.ok());
@@ -174,14 +179,16 @@ TEST(ScimServerTest, WithoutFilterSupportRejectsFilters) {
 }
 
 TEST(ScimServerTest, InjectsRateLimitsAndUnavailability) {
-  auto server = StartServer({"--count", "10", "--faults", "rate429:1,http503:1"});
+  auto server =
+      StartServer({"--count", "10", "--faults", "rate429:1,http503:1"});
   ASSERT_NE(server, nullptr);
   auto first = server->Control("GET", "/scim/v2/Users", "", kAuth);
   EXPECT_THAT(first.status().message(), HasSubstr("HTTP 429"));
   auto second = server->Control("GET", "/scim/v2/Users", "", kAuth);
   EXPECT_THAT(second.status().message(), HasSubstr("HTTP 503"));
   EXPECT_EQ(Get(*server, "/scim/v2/Users")["totalResults"], 10);
-  auto stats = nlohmann::json::parse(*server->Control("GET", "/__control/stats"));
+  auto stats =
+      nlohmann::json::parse(*server->Control("GET", "/__control/stats"));
   EXPECT_EQ(stats["rate_limited"], 1);
   EXPECT_EQ(stats["status_counts"]["503"], 1);
 }

@@ -54,6 +54,22 @@ class StoreWrapper : public Store {
                                             int64_t id) override {
     return base_.ConnectorAuth(tenant_id, id);
   }
+  absl::StatusOr<int64_t> ListWebhooks(
+      const ListQuery& q, std::vector<WebhookRow>* items) override {
+    return base_.ListWebhooks(q, items);
+  }
+  absl::StatusOr<WebhookRow> GetWebhook(int64_t tenant_id,
+                                        int64_t id) override {
+    return base_.GetWebhook(tenant_id, id);
+  }
+  absl::StatusOr<int64_t> ListDeliveries(
+      const ListQuery& q, int64_t webhook_id,
+      std::vector<DeliveryRow>* items) override {
+    return base_.ListDeliveries(q, webhook_id, items);
+  }
+  absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) override {
+    return base_.CallbackSecret(tenant_id);
+  }
   absl::StatusOr<TokenRow> FindToken(absl::string_view hash) override {
     return base_.FindToken(hash);
   }
@@ -107,6 +123,16 @@ class StoreWrapper : public Store {
   absl::StatusOr<std::vector<idsync::v1::Reject>> ListRejects(
       int64_t tenant_id, int64_t run_id, int limit) override {
     return base_.ListRejects(tenant_id, run_id, limit);
+  }
+  absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
+                                                         int limit) override {
+    return base_.DueDeliveries(now, limit);
+  }
+  absl::Status RecordDelivery(const DeliveryOutcome& outcome) override {
+    return base_.RecordDelivery(outcome);
+  }
+  absl::Status PruneDeliveries(absl::Time before) override {
+    return base_.PruneDeliveries(before);
   }
   absl::Status FinishRun(const RunRow& run) override {
     return base_.FinishRun(run);

@@ -41,9 +41,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "connector/rate_limiter.h"
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
-#include "connector/rate_limiter.h"
 #include "dispatcher/api/rest_server.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/record_hash.h"
@@ -97,7 +97,9 @@ struct TenantData {
   int64_t account_id = 0;
   int64_t entitlement_id = 0;
   int64_t grant_id = 0;
-  std::string marker;  // Appears in this tenant's data and nowhere else.
+  int64_t webhook_id = 0;   // Wants identity.*; on loopback.
+  int64_t delivery_id = 0;  // Its delivery of the API identity's creation.
+  std::string marker;       // Appears in this tenant's data and nowhere else.
 };
 
 // A parsed Server-Sent Event.
@@ -128,8 +130,10 @@ class ApiTest : public ::testing::Test {
     workers_ = std::make_unique<SyncWorkers>(*store_, registry_, *secrets_,
                                              Clock::Real(), progress_, metrics_,
                                              worker_options);
-    service_ = std::make_unique<ControlPlaneService>(*store_, registry_,
-                                                     *secrets_, *workers_);
+    ControlPlaneServiceOptions service_options;
+    service_options.allow_private_callbacks = allow_private_callbacks_;
+    service_ = std::make_unique<ControlPlaneService>(
+        *store_, registry_, *secrets_, *workers_, service_options);
     limiter_ = std::make_unique<RateLimiter>(clock_, 100, 200);
     RestServerOptions options;
     options.host = "127.0.0.1";
@@ -436,6 +440,18 @@ class ApiTest : public ::testing::Test {
     return ids;
   }
 
+  // A webhook (201); its id, its secret in *secret.
+  int64_t CreateWebhook(const std::string& token, const std::string& url,
+                        const std::vector<std::string>& event_types,
+                        std::string* secret = nullptr) {
+    Reply r = Post("/api/v1/webhooks", token,
+                   {{"url", url}, {"event_types", event_types}});
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    if (r.status != 201) return 0;
+    if (secret != nullptr) *secret = r.json["secret"].get<std::string>();
+    return r.json["webhook"]["id"].get<int64_t>();
+  }
+
   // A CSV file of identities E<first>..E<first+rows-1>.
   std::string WriteCsv(const std::string& name, int rows, int first = 0,
                        const std::string& department = "Engineering") {
@@ -534,10 +550,21 @@ class ApiTest : public ::testing::Test {
     t.marker = marker;
     t.admin = admin.empty() ? Bootstrap(name) : admin;
     t.tenant_id = TenantId(name);
+    t.webhook_id = CreateWebhook(
+        t.admin, absl::StrCat("http://127.0.0.1:9/hooks/", marker),
+        {"identity.*"});
     Reply identity = CreateIdentity(t.admin, absl::StrCat(marker, "-joiner"),
                                     {{"department", marker}});
     EXPECT_EQ(identity.status, 201) << identity.Describe();
     t.identity_id = identity.json.value("id", int64_t{0});
+    Reply deliveries = Get(
+        absl::StrCat("/api/v1/webhooks/", t.webhook_id, "/deliveries?limit=1"),
+        t.admin);
+    EXPECT_EQ(deliveries.status, 200) << deliveries.Describe();
+    if (deliveries.status == 200 && !deliveries.json["items"].empty()) {
+      t.delivery_id = deliveries.json["items"][0]["id"].get<int64_t>();
+    }
+    EXPECT_GT(t.delivery_id, 0) << "no delivery of the joiner's creation";
     t.connector_id = CreateCsvConnector(
         t.admin, absl::StrCat(marker, "-hr"),
         WriteCsv(absl::StrCat(marker, ".csv"), 2, 0, marker));
@@ -569,9 +596,16 @@ class ApiTest : public ::testing::Test {
     std::map<std::string, int64_t> counts;
     for (const char* table :
          {"identities", "accounts", "entitlements", "grants", "connectors",
-          "sync_runs", "tokens", "audit_events", "idempotency_keys"}) {
+          "sync_runs", "tokens", "audit_events", "idempotency_keys", "webhooks",
+          "deliveries", "outbox"}) {
       counts[table] = Count(absl::StrCat("SELECT count(*) FROM ", table));
     }
+    counts["webhook_changes"] =
+        Count("SELECT coalesce(max(updated_at), 0) FROM webhooks");
+    counts["pending_deliveries"] =
+        Count("SELECT count(*) FROM deliveries WHERE state='pending'");
+    counts["callback_secrets"] =
+        Count("SELECT count(*) FROM tenants WHERE callback_secret IS NOT NULL");
     counts["revoked_tokens"] =
         Count("SELECT count(*) FROM tokens WHERE revoked_at IS NOT NULL");
     counts["inactive_identities"] =
@@ -639,27 +673,30 @@ class ApiTest : public ::testing::Test {
       const char* pattern;
       const char* action;
       const char* type;
-      bool id_from_path;
+      int id_group;  // The id is this group of the path; 0: the response's.
     };
     static const Rule kRules[] = {
-        {"POST", R"(/api/v1/identities)", "identity.create", "identity", false},
+        {"POST", R"(/api/v1/identities)", "identity.create", "identity", 0},
         {"PATCH", R"(/api/v1/identities/(\d+))", "identity.update", "identity",
-         true},
+         1},
         {"POST", R"(/api/v1/identities/(\d+)/deactivate)",
-         "identity.deactivate", "identity", true},
-        {"POST", R"(/api/v1/connectors)", "connector.create", "connector",
-         false},
+         "identity.deactivate", "identity", 1},
+        {"POST", R"(/api/v1/connectors)", "connector.create", "connector", 0},
         {"PATCH", R"(/api/v1/connectors/(\d+))", "connector.update",
-         "connector", true},
+         "connector", 1},
         {"DELETE", R"(/api/v1/connectors/(\d+))", "connector.delete",
-         "connector", true},
+         "connector", 1},
         {"POST", R"(/api/v1/connectors/(\d+)/sync)", "sync.start", "sync_run",
-         false},
+         0},
         {"POST", R"(/api/v1/sync-runs/(\d+)/cancel)", "sync.cancel", "sync_run",
-         true},
-        {"POST", R"(/api/v1/tokens)", "token.create", "token", false},
-        {"POST", R"(/api/v1/tokens/(\d+)/revoke)", "token.revoke", "token",
-         true},
+         1},
+        {"POST", R"(/api/v1/tokens)", "token.create", "token", 0},
+        {"POST", R"(/api/v1/tokens/(\d+)/revoke)", "token.revoke", "token", 1},
+        {"POST", R"(/api/v1/webhooks)", "webhook.create", "webhook", 0},
+        {"PATCH", R"(/api/v1/webhooks/(\d+))", "webhook.update", "webhook", 1},
+        {"DELETE", R"(/api/v1/webhooks/(\d+))", "webhook.delete", "webhook", 1},
+        {"POST", R"(/api/v1/webhooks/(\d+)/deliveries/(\d+)/replay)",
+         "delivery.replay", "delivery", 2},
     };
     const std::string path = w.path.substr(0, w.path.find('?'));
     for (const Rule& rule : kRules) {
@@ -670,10 +707,10 @@ class ApiTest : public ::testing::Test {
       }
       *action = rule.action;
       *type = rule.type;
-      if (rule.id_from_path) {
-        *id = m[1].str();
-      } else if (std::string(rule.type) == "token") {
-        *id = absl::StrCat(w.response["token"].value("id", int64_t{0}));
+      if (rule.id_group > 0) {
+        *id = m[rule.id_group].str();
+      } else if (w.response.contains(rule.type)) {  // {token, secret}, ...
+        *id = absl::StrCat(w.response[rule.type].value("id", int64_t{0}));
       } else {
         *id = absl::StrCat(w.response.value("id", int64_t{0}));
       }
@@ -736,6 +773,9 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<RestServer> rest_;
   int port_ = 0;
   std::atomic<bool> advance_clock_{true};
+  // Set before SetUp (in a fixture's constructor) to refuse private webhook
+  // and callback targets as production does by default.
+  bool allow_private_callbacks_ = true;
 
   std::string admin_;  // Tenant "acme".
   int64_t tenant_id_ = 0;

@@ -14,10 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "connector/rate_limiter.h"
 #include "connector/registry.h"
 #include "dispatcher/api/control_plane_service.h"
-#include "connector/rate_limiter.h"
 #include "dispatcher/api/status_mapping.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"
@@ -117,8 +118,10 @@ class GrpcServiceTest : public ::testing::Test {
     workers_ = std::make_unique<SyncWorkers>(*store_, registry_, *secrets_,
                                              worker_clock_, progress_, metrics_,
                                              SyncWorkers::Options{});
-    service_ = std::make_unique<ControlPlaneService>(*store_, registry_,
-                                                     *secrets_, *workers_);
+    ControlPlaneServiceOptions service_options;
+    service_options.allow_private_callbacks = allow_private_callbacks_;
+    service_ = std::make_unique<ControlPlaneService>(
+        *store_, registry_, *secrets_, *workers_, service_options);
     limiter_ = std::make_unique<RateLimiter>(limiter_clock_, 100, 200);
     grpc_service_ = std::make_unique<ControlPlaneGrpc>(*service_, *store_,
                                                        progress_, *limiter_);
@@ -249,6 +252,9 @@ class GrpcServiceTest : public ::testing::Test {
   std::unique_ptr<v1::ControlPlane::Stub> stub_;
   std::string admin_;        // Tenant acme.
   std::string other_admin_;  // Tenant globex.
+  // Webhooks and callbacks on loopback are allowed unless a fixture's
+  // constructor says otherwise.
+  bool allow_private_callbacks_ = true;
 };
 
 TEST_F(GrpcServiceTest, MissingMalformedUnknownAndRevokedTokensAreRefused) {
@@ -952,6 +958,257 @@ TEST_F(GrpcServiceTest, ReflectionListsTheControlPlane) {
                             {"idsync.v1.ControlPlane", "grpc.health.v1.Health",
                              "grpc.reflection.v1alpha.ServerReflection"}));
   Drain(cq);
+}
+
+// --- Webhooks and callbacks -------------------------------------------------
+
+class GrpcWebhookTest : public GrpcServiceTest {
+ protected:
+  grpc::Status CreateWebhook(const std::string& token, const std::string& url,
+                             const std::vector<std::string>& types,
+                             v1::CreateWebhookResponse* response,
+                             const std::string& idempotency_key = "") {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    if (!idempotency_key.empty()) {
+      context.AddMetadata("idempotency-key", idempotency_key);
+    }
+    v1::CreateWebhookRequest request;
+    request.set_url(url);
+    for (const std::string& t : types) request.add_event_types(t);
+    return stub_->CreateWebhook(&context, request, response);
+  }
+  grpc::Status GetWebhook(const std::string& token, int64_t id,
+                          v1::Webhook* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::GetByIdRequest request;
+    request.set_id(id);
+    return stub_->GetWebhook(&context, request, out);
+  }
+  grpc::Status Deliveries(const std::string& token, int64_t webhook_id,
+                          v1::ListDeliveriesResponse* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::ListDeliveriesRequest request;
+    request.set_webhook_id(webhook_id);
+    return stub_->ListDeliveries(&context, request, out);
+  }
+  grpc::Status Replay(const std::string& token, int64_t webhook_id,
+                      int64_t delivery_id, v1::Delivery* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::ReplayDeliveryRequest request;
+    request.set_webhook_id(webhook_id);
+    request.set_delivery_id(delivery_id);
+    return stub_->ReplayDelivery(&context, request, out);
+  }
+  grpc::Status CallbackSecret(const std::string& token,
+                              v1::CallbackSecret* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    return stub_->GetCallbackSecret(&context, v1::GetCallbackSecretRequest(),
+                                    out);
+  }
+  int64_t Count(const std::string& sql) {
+    return testing::QueryInt(dir_->File("store.db"), sql).value_or(-1);
+  }
+};
+
+class GrpcWebhookTargetTest : public GrpcWebhookTest {
+ protected:
+  GrpcWebhookTargetTest() { allow_private_callbacks_ = false; }
+};
+
+TEST_F(GrpcWebhookTest, CreateReadUpdateListAndDelete) {
+  v1::CreateWebhookResponse created;
+  ASSERT_TRUE(CreateWebhook(admin_, "http://127.0.0.1:9/hook",
+                            {"identity.*", "sync.failed"}, &created)
+                  .ok());
+  const v1::Webhook& webhook = created.webhook();
+  EXPECT_GT(webhook.id(), 0);
+  EXPECT_TRUE(webhook.enabled());
+  EXPECT_THAT(webhook.event_types(),
+              ::testing::ElementsAre("identity.*", "sync.failed"));
+  EXPECT_TRUE(absl::StartsWith(created.secret(), "whsec_"));
+  EXPECT_TRUE(SigningKey(created.secret()).ok());
+
+  const std::string auditor = NewToken("reader", "auditor");
+  v1::Webhook got;
+  ASSERT_TRUE(GetWebhook(auditor, webhook.id(), &got).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(got, webhook)) << got.DebugString();
+  {
+    grpc::ClientContext context;
+    Authorize(&context, auditor);
+    v1::ListWebhooksResponse list;
+    ASSERT_TRUE(stub_->ListWebhooks(&context, v1::PageRequest(), &list).ok());
+    ASSERT_EQ(list.items_size(), 1);
+    EXPECT_EQ(list.total(), 1);
+    EXPECT_TRUE(MessageDifferencer::Equals(list.items(0), webhook));
+  }
+  v1::CreateWebhookResponse refused;
+  ExpectCode(CreateWebhook(auditor, "http://127.0.0.1:9/x", {"*"}, &refused),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+  ExpectCode(GetWebhook(other_admin_, webhook.id(), &got),
+             grpc::StatusCode::NOT_FOUND, 404);
+
+  v1::UpdateWebhookRequest update;
+  update.set_id(webhook.id());
+  update.set_url("https://127.0.0.1:8443/v2");
+  update.add_event_types("*");
+  update.set_enabled(false);
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::Webhook updated;
+    ASSERT_TRUE(stub_->UpdateWebhook(&context, update, &updated).ok());
+    EXPECT_EQ(updated.url(), "https://127.0.0.1:8443/v2");
+    EXPECT_THAT(updated.event_types(), ::testing::ElementsAre("*"));
+    EXPECT_FALSE(updated.enabled());
+    ASSERT_TRUE(GetWebhook(admin_, webhook.id(), &got).ok());
+    EXPECT_TRUE(MessageDifferencer::Equals(got, updated));
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, other_admin_);
+    v1::Webhook out;
+    ExpectCode(stub_->UpdateWebhook(&context, update, &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  v1::GetByIdRequest by_id;
+  by_id.set_id(webhook.id());
+  {
+    grpc::ClientContext context;
+    Authorize(&context, other_admin_);
+    v1::DeleteWebhookResponse out;
+    ExpectCode(stub_->DeleteWebhook(&context, by_id, &out),
+               grpc::StatusCode::NOT_FOUND, 404);
+  }
+  {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::DeleteWebhookResponse out;
+    ASSERT_TRUE(stub_->DeleteWebhook(&context, by_id, &out).ok());
+    EXPECT_TRUE(out.deleted());
+    EXPECT_EQ(out.id(), webhook.id());
+  }
+  ExpectCode(GetWebhook(admin_, webhook.id(), &got),
+             grpc::StatusCode::NOT_FOUND, 404);
+  EXPECT_EQ(Count(absl::StrCat("SELECT count(*) FROM audit_events WHERE "
+                               "action LIKE 'webhook.%' AND details LIKE "
+                               "'%whsec_%'")),
+            0);
+  EXPECT_EQ(Count("SELECT count(*) FROM audit_events WHERE action LIKE "
+                  "'webhook.%'"),
+            3);
+}
+
+TEST_F(GrpcWebhookTest, IdempotentReplayOfCreateHasNoSecret) {
+  v1::CreateWebhookResponse first, replay;
+  ASSERT_TRUE(
+      CreateWebhook(admin_, "http://127.0.0.1:9/hook", {"*"}, &first, "hook-1")
+          .ok());
+  ASSERT_FALSE(first.secret().empty());
+  ASSERT_TRUE(
+      CreateWebhook(admin_, "http://127.0.0.1:9/hook", {"*"}, &replay, "hook-1")
+          .ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(replay.webhook(), first.webhook()));
+  EXPECT_EQ(replay.secret(), "");
+  EXPECT_EQ(Count("SELECT count(*) FROM webhooks"), 1);
+  EXPECT_EQ(Count(absl::StrCat("SELECT count(*) FROM idempotency_keys WHERE "
+                               "instr(response, '",
+                               first.secret().substr(6), "') > 0")),
+            0);
+}
+
+TEST_F(GrpcWebhookTest, BadEventTypesAreRefusedNamingTheEntry) {
+  v1::CreateWebhookResponse out;
+  grpc::Status s =
+      CreateWebhook(admin_, "http://127.0.0.1:9/hook",
+                    {"identity.created", "identity.exploded"}, &out);
+  ExpectCode(s, grpc::StatusCode::INVALID_ARGUMENT, 400);
+  EXPECT_THAT(s.error_message(), HasSubstr("identity.exploded"));
+  ExpectCode(CreateWebhook(admin_, "http://127.0.0.1:9/hook", {}, &out),
+             grpc::StatusCode::INVALID_ARGUMENT, 400);
+  EXPECT_EQ(Count("SELECT count(*) FROM webhooks"), 0);
+}
+
+TEST_F(GrpcWebhookTargetTest, PrivateTargetsAreRefused) {
+  const v1::ConfiguredConnector connector = CsvConnector("hr", 2);
+  for (const std::string url :
+       {"http://127.0.0.1/", "http://169.254.169.254/", "http://[::1]/",
+        "http://10.0.0.7/", "http://localhost/"}) {
+    SCOPED_TRACE(url);
+    v1::CreateWebhookResponse out;
+    grpc::Status s = CreateWebhook(admin_, url, {"*"}, &out);
+    ExpectCode(s, grpc::StatusCode::INVALID_ARGUMENT, 400);
+    EXPECT_THAT(s.error_message(), HasSubstr("'url'"));
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::StartSyncRequest start;
+    start.set_connector_id(connector.id());
+    start.set_callback_url(url);
+    v1::SyncRun run;
+    s = stub_->StartSync(&context, start, &run);
+    ExpectCode(s, grpc::StatusCode::INVALID_ARGUMENT, 400);
+    EXPECT_THAT(s.error_message(), HasSubstr("'callback_url'"));
+  }
+  EXPECT_EQ(Count("SELECT count(*) FROM webhooks"), 0);
+  EXPECT_EQ(Count("SELECT count(*) FROM sync_runs"), 0);
+}
+
+TEST_F(GrpcWebhookTest, DeliveriesAreListedAndReplayed) {
+  v1::CreateWebhookResponse created;
+  ASSERT_TRUE(CreateWebhook(admin_, "http://127.0.0.1:9/hook",
+                            {"identity.created"}, &created)
+                  .ok());
+  const int64_t webhook = created.webhook().id();
+  Create(admin_, "E1");
+  v1::ListDeliveriesResponse list;
+  ASSERT_TRUE(Deliveries(admin_, webhook, &list).ok());
+  ASSERT_EQ(list.items_size(), 1);
+  const v1::Delivery delivery = list.items(0);
+  EXPECT_EQ(delivery.event_type(), "identity.created");
+  EXPECT_EQ(delivery.state(), "pending");
+  EXPECT_TRUE(absl::StartsWith(delivery.event_id(), "msg_"));
+  ExpectCode(Deliveries(other_admin_, webhook, &list),
+             grpc::StatusCode::NOT_FOUND, 404);
+
+  ASSERT_TRUE(testing::ExecSql(dir_->File("store.db"),
+                               absl::StrCat("UPDATE deliveries SET "
+                                            "state='dead', attempts=5 WHERE "
+                                            "id=",
+                                            delivery.id()))
+                  .ok());
+  v1::Delivery replayed;
+  const std::string auditor = NewToken("reader", "auditor");
+  ExpectCode(Replay(auditor, webhook, delivery.id(), &replayed),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+  ExpectCode(Replay(other_admin_, webhook, delivery.id(), &replayed),
+             grpc::StatusCode::NOT_FOUND, 404);
+  ExpectCode(Replay(admin_, webhook, delivery.id() + 1000, &replayed),
+             grpc::StatusCode::NOT_FOUND, 404);
+  ASSERT_TRUE(Replay(admin_, webhook, delivery.id(), &replayed).ok());
+  EXPECT_EQ(replayed.id(), delivery.id());
+  EXPECT_EQ(replayed.state(), "pending");
+  EXPECT_EQ(replayed.attempts(), 0);
+  ASSERT_TRUE(Deliveries(auditor, webhook, &list).ok());
+  ASSERT_EQ(list.items_size(), 1);
+  EXPECT_EQ(list.items(0).state(), "pending");
+  EXPECT_EQ(list.items(0).attempts(), 0);
+}
+
+TEST_F(GrpcWebhookTest, CallbackSecretIsAdminOnlyAndStable) {
+  const std::string auditor = NewToken("reader", "auditor");
+  v1::CallbackSecret first, second, theirs;
+  ExpectCode(CallbackSecret(auditor, &first),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+  ASSERT_TRUE(CallbackSecret(admin_, &first).ok());
+  EXPECT_TRUE(absl::StartsWith(first.secret(), "whsec_"));
+  ASSERT_TRUE(CallbackSecret(admin_, &second).ok());
+  EXPECT_EQ(second.secret(), first.secret());
+  ASSERT_TRUE(CallbackSecret(other_admin_, &theirs).ok());
+  EXPECT_NE(theirs.secret(), first.secret());
 }
 
 }  // namespace

@@ -30,11 +30,14 @@ enum class IdOf {
   kGrant,
   kConnector,
   kRun,
-  kToken
+  kToken,
+  kWebhook,
+  kDelivery  // {id} the webhook, {delivery_id} its delivery.
 };
 
-// What a route needs: open to anyone, any service token, or a tenant's data.
-enum class Kind { kPublic, kOps, kRead, kWrite };
+// What a route needs: open to anyone, any service token, or a tenant's data
+// (kAdminRead: a read for admin tokens only).
+enum class Kind { kPublic, kOps, kRead, kWrite, kAdminRead };
 
 struct RouteSpec {
   const char* method;
@@ -76,6 +79,15 @@ const std::vector<RouteSpec>& AllRoutes() {
       {"POST", "/api/v1/tokens", IdOf::kNone, Kind::kWrite},
       {"POST", "/api/v1/tokens/{id}/revoke", IdOf::kToken, Kind::kWrite},
       {"GET", "/api/v1/audit-events", IdOf::kNone, Kind::kRead},
+      {"GET", "/api/v1/webhooks", IdOf::kNone, Kind::kRead},
+      {"POST", "/api/v1/webhooks", IdOf::kNone, Kind::kWrite},
+      {"GET", "/api/v1/webhooks/{id}", IdOf::kWebhook, Kind::kRead},
+      {"PATCH", "/api/v1/webhooks/{id}", IdOf::kWebhook, Kind::kWrite},
+      {"DELETE", "/api/v1/webhooks/{id}", IdOf::kWebhook, Kind::kWrite},
+      {"GET", "/api/v1/webhooks/{id}/deliveries", IdOf::kWebhook, Kind::kRead},
+      {"POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay",
+       IdOf::kDelivery, Kind::kWrite},
+      {"GET", "/api/v1/callback-secret", IdOf::kNone, Kind::kAdminRead},
   };
   return *routes;
 }
@@ -102,6 +114,9 @@ int64_t IdIn(const TenantData& t, IdOf id) {
       return t.run_id;
     case IdOf::kToken:
       return t.auditor_token_id;
+    case IdOf::kWebhook:
+    case IdOf::kDelivery:
+      return t.webhook_id;
     case IdOf::kNone:
       break;
   }
@@ -136,7 +151,9 @@ class RestAccessTest : public ApiTest {
 
   // The concrete path of `r` for tenant `t`'s resources.
   static std::string PathOf(const RouteSpec& r, const TenantData& t) {
-    return absl::StrReplaceAll(r.path, {{"{id}", absl::StrCat(IdIn(t, r.id))}});
+    return absl::StrReplaceAll(
+        r.path, {{"{id}", absl::StrCat(IdIn(t, r.id))},
+                 {"{delivery_id}", absl::StrCat(t.delivery_id)}});
   }
 
   // A body a write route would accept.
@@ -147,6 +164,9 @@ class RestAccessTest : public ApiTest {
     if (method == "GET" || method == "DELETE") return "";
     if (method == "PATCH" && r.id == IdOf::kIdentity) {
       return Json({{"department", "Changed"}}).dump();
+    }
+    if (method == "PATCH" && r.id == IdOf::kWebhook) {
+      return Json({{"event_types", {"identity.*", "sync.*"}}}).dump();
     }
     if (method == "PATCH") {
       return Json({{"deletion_threshold", 0.5}}).dump();
@@ -165,6 +185,11 @@ class RestAccessTest : public ApiTest {
                    {"role", "auditor"}})
           .dump();
     }
+    if (path == "/api/v1/webhooks") {
+      return Json({{"url", absl::StrCat("http://127.0.0.1:9/new-", serial_)},
+                   {"event_types", {"*"}}})
+          .dump();
+    }
     if (path == "/api/v1/connectors/{id}/sync") return "{}";
     return "";
   }
@@ -174,7 +199,8 @@ class RestAccessTest : public ApiTest {
     std::map<std::string, int64_t> state;
     for (const char* table :
          {"identities", "accounts", "entitlements", "grants", "connectors",
-          "sync_runs", "tokens", "audit_events", "idempotency_keys"}) {
+          "sync_runs", "tokens", "audit_events", "idempotency_keys", "webhooks",
+          "deliveries", "outbox"}) {
       state[table] = Count(absl::StrCat("SELECT count(*) FROM ", table,
                                         " WHERE tenant_id=", tenant));
     }
@@ -190,6 +216,13 @@ class RestAccessTest : public ApiTest {
         "SELECT count(*) FROM tokens", where, " AND revoked_at IS NOT NULL"));
     state["runs_running"] = Count(absl::StrCat("SELECT count(*) FROM sync_runs",
                                                where, " AND status='running'"));
+    state["webhook_changes"] = Count(absl::StrCat(
+        "SELECT coalesce(max(updated_at), 0) FROM webhooks", where));
+    state["delivery_changes"] = Count(absl::StrCat(
+        "SELECT coalesce(max(updated_at), 0) FROM deliveries", where));
+    state["callback_secret"] =
+        Count(absl::StrCat("SELECT count(*) FROM tenants WHERE id=", tenant,
+                           " AND callback_secret IS NOT NULL"));
     return state;
   }
 
@@ -208,6 +241,8 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
   const TenantData a = SeedTenant("acme", "alphamark", admin_);
   const TenantData b = SeedTenant("bravo", "bravomark");
   ASSERT_FALSE(HasFailure());
+  Reply a_secret = Get("/api/v1/callback-secret", a.admin);
+  ASSERT_EQ(a_secret.status, 200) << a_secret.Describe();
   const auto a_before = TenantState(a.tenant_id);
   const Json a_connector =
       Get(absl::StrCat("/api/v1/connectors/", a.connector_id), a.admin).json;
@@ -216,7 +251,12 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
   for (const RouteSpec& r : AllRoutes()) {
     if (r.kind == Kind::kPublic || r.kind == Kind::kOps) continue;
     SCOPED_TRACE(absl::StrCat(r.method, " ", r.path));
-    if (r.id != IdOf::kNone) {
+    if (r.kind == Kind::kAdminRead) {
+      // The callback secret: B gets its own.
+      Reply reply = Get(r.path, b.admin);
+      ASSERT_EQ(reply.status, 200) << reply.Describe();
+      EXPECT_NE(reply.json["secret"], a_secret.json["secret"]);
+    } else if (r.id != IdOf::kNone) {
       ++id_routes;
       Reply reply = Send(r.method, PathOf(r, a), b.admin, BodyOf(r));
       EXPECT_TRUE(reply.status == 404 || reply.status == 403)
@@ -252,8 +292,8 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
       }
     }
   }
-  EXPECT_EQ(id_routes, 16);
-  EXPECT_EQ(lists, 7);
+  EXPECT_EQ(id_routes, 21);
+  EXPECT_EQ(lists, 8);
 
   // B's own runs list holds B's run only.
   Reply runs = Get(absl::StrCat("/api/v1/connectors/", b.connector_id, "/runs"),
@@ -291,6 +331,7 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
   EXPECT_EQ(
       Get(absl::StrCat("/api/v1/sync-runs/", a.run_id), a.admin).json["status"],
       "succeeded");
+  EXPECT_EQ(Get("/api/v1/callback-secret", a.admin).json, a_secret.json);
 }
 
 // An auditor reads everything; every write is 403 and writes nothing, not
@@ -298,11 +339,17 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
 TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
   const TenantData a = SeedTenant("acme", "alphamark", admin_);
   ASSERT_FALSE(HasFailure());
-  int reads = 0, writes = 0;
+  int reads = 0, writes = 0, admin_reads = 0;
   for (const RouteSpec& r : AllRoutes()) {
     if (r.kind == Kind::kPublic) continue;
     SCOPED_TRACE(absl::StrCat(r.method, " ", r.path));
-    if (r.kind == Kind::kWrite) {
+    if (r.kind == Kind::kAdminRead) {
+      ++admin_reads;
+      const auto before = RowCounts();
+      Reply reply = Get(PathOf(r, a), a.auditor);
+      ExpectError(reply, 403, "permission_denied", "auditor");
+      EXPECT_EQ(RowCounts(), before);
+    } else if (r.kind == Kind::kWrite) {
       ++writes;
       const auto before = RowCounts();
       Reply reply = Send(r.method, PathOf(r, a), a.auditor, BodyOf(r),
@@ -318,8 +365,9 @@ TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
       }
     }
   }
-  EXPECT_EQ(writes, 11);
-  EXPECT_EQ(reads, 16);
+  EXPECT_EQ(writes, 15);
+  EXPECT_EQ(reads, 19);
+  EXPECT_EQ(admin_reads, 1);
   // And the same requests with the admin token go through (the table is
   // not refused for some other reason).
   Reply patched =
@@ -346,7 +394,7 @@ TEST_F(RestAccessTest, AgentTokenIsRefusedOnEveryRoute) {
     ExpectError(reply, 403, "permission_denied", "agent");
     EXPECT_EQ(RowCounts(), before);
   }
-  EXPECT_EQ(refused, 27);
+  EXPECT_EQ(refused, 35);
 }
 
 TEST_F(RestAccessTest, RevokedTokenIsUnauthenticated) {

@@ -90,6 +90,8 @@ function startDispatcher(bin, db) {
     'serve', '--db', db,  // The secrets key: DB.key, created on start.
     '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0',
     '--shutdown-grace', '5',
+    // Webhooks below point at loopback.
+    '--allow-private-callbacks',
   ], {stdio: ['ignore', 'pipe', 'pipe']});
   let output = '';
   const ready = new Promise((resolve, reject) => {
@@ -546,6 +548,39 @@ async function exercise(api, checker, {admin, db, dir}) {
     expect: 404,
   });
 
+  // Webhooks: endpoints on loopback (nothing listens there; deliveries
+  // fail and retry, which the walk does not wait for).
+  const hook = await api.request('POST', '/api/v1/webhooks', {
+    ...auth,
+    body: {
+      url: 'http://127.0.0.1:9/hooks/idsync',
+      event_types: ['identity.*', 'sync.completed'],
+      enabled: true,
+    },
+  });
+  must(hook.json?.webhook && /^whsec_/.test(hook.json.secret ?? ''),
+       `webhook: ${hook.text}`);
+  const hookId = hook.json.webhook.id;
+  const spare = await api.request('POST', '/api/v1/webhooks', {
+    ...auth,
+    body: {url: 'http://127.0.0.1:9/spare', event_types: ['*']},
+    headers: {'Idempotency-Key': 'spare-hook'},
+  });
+  const spareReplay = await api.request('POST', '/api/v1/webhooks', {
+    ...auth,
+    body: {url: 'http://127.0.0.1:9/spare', event_types: ['*']},
+    headers: {'Idempotency-Key': 'spare-hook'},
+  });
+  must(spareReplay.headers.get('idempotent-replayed') === 'true' &&
+           spareReplay.json?.secret === '' &&
+           spareReplay.json?.webhook?.id === spare.json?.webhook?.id,
+       `the replay of spare-hook: ${spareReplay.text}`);
+  await api.request('POST', '/api/v1/webhooks', {
+    ...auth,
+    body: {url: 'http://127.0.0.1:9/x', event_types: ['identity.exploded']},
+    expect: 400,
+  });
+
   // Identities: the HR joiner.
   const firstPage =
       await api.request('GET', '/api/v1/identities?limit=2', auth);
@@ -579,6 +614,43 @@ async function exercise(api, checker, {admin, db, dir}) {
     ...auth,
     template: '/api/v1/identities/{id}/deactivate',
   });
+
+  // The joiner's events reached the webhook's deliveries.
+  await api.request('GET', '/api/v1/webhooks?limit=10', auth);
+  const gotHook = await api.request('GET', `/api/v1/webhooks/${hookId}`,
+                                    {...auth, template: '/api/v1/webhooks/{id}'});
+  must(gotHook.json && !('secret' in gotHook.json),
+       `webhook ${hookId}: ${gotHook.text}`);
+  await api.request('PATCH', `/api/v1/webhooks/${hookId}`, {
+    ...auth,
+    template: '/api/v1/webhooks/{id}',
+    body: {event_types: ['identity.*', 'sync.*'], enabled: true},
+  });
+  const deliveries = await api.request(
+      'GET', `/api/v1/webhooks/${hookId}/deliveries?limit=10`,
+      {...auth, template: '/api/v1/webhooks/{id}/deliveries'});
+  must(deliveries.json?.items?.length >= 1,
+       `deliveries of webhook ${hookId}: ${deliveries.text}`);
+  const delivery = deliveries.json.items[0].id;
+  await api.request(
+      'POST', `/api/v1/webhooks/${hookId}/deliveries/${delivery}/replay`, {
+        ...auth,
+        template: '/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay',
+      });
+  await api.request(
+      'POST', `/api/v1/webhooks/${hookId}/deliveries/999999/replay`, {
+        ...auth,
+        template: '/api/v1/webhooks/{id}/deliveries/{delivery_id}/replay',
+        expect: 404,
+      });
+  await api.request('DELETE', `/api/v1/webhooks/${spare.json.webhook.id}`, {
+    ...auth,
+    template: '/api/v1/webhooks/{id}',
+  });
+  const callbackSecret = await api.request('GET', '/api/v1/callback-secret',
+                                           auth);
+  must(/^whsec_/.test(callbackSecret.json?.secret ?? ''),
+       `callback secret: ${callbackSecret.text}`);
 
   // Accounts, entitlements and grants: seeded into the store under the hr
   // connector (no built-in connector produces them yet).
