@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "connector/text.h"
+#include "dispatcher/agents/agent_proxy_connector.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace idsync {
@@ -9,6 +10,18 @@ namespace idsync {
 absl::StatusOr<std::unique_ptr<Connector>> ConnectorDispatcher::ConnectorFor(
     const ConnectorRow& row,
     const google::protobuf::Struct& auth_config) const {
+  if (row.mode == "agent" && hub_ != nullptr) {
+    if (!registry_.Types().empty()) {
+      bool known = false;
+      for (const std::string& t : registry_.Types()) known |= t == row.type;
+      if (!known) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("connector '", row.business_id, "': unknown type '",
+                         Excerpt(row.type), "'"));
+      }
+    }
+    return MakeAgentProxyConnector(*hub_, row);
+  }
   if (row.mode != "hosted") {
     return absl::UnimplementedError(
         absl::StrCat("connector '", row.business_id, "': mode '",

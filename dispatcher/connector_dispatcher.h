@@ -1,7 +1,7 @@
 // ConnectorDispatcher: turns a configured connector (a store row) into the
 // Connector to call. Hosted connectors are built from the registry; agent
-// connectors (later) get an AgentProxyConnector with the same interface, so
-// the sync engine never knows the difference. Thread-safe.
+// connectors get an AgentProxyConnector with the same interface, so the
+// sync engine never knows the difference. Thread-safe.
 #ifndef IDSYNC_DISPATCHER_CONNECTOR_DISPATCHER_H_
 #define IDSYNC_DISPATCHER_CONNECTOR_DISPATCHER_H_
 
@@ -14,11 +14,17 @@
 
 namespace idsync {
 
+class AgentHub;
+
 class ConnectorDispatcher {
  public:
   // `registry` and `clock` must outlive the dispatcher.
   ConnectorDispatcher(const ConnectorRegistry& registry, Clock& clock)
       : registry_(registry), clock_(clock) {}
+
+  // Serves agent-mode connectors through `hub` (which must outlive this);
+  // without one they are kUnimplemented.
+  void set_agent_hub(AgentHub* hub) { hub_ = hub; }
 
   // kInvalidArgument for a bad config; kUnimplemented for modes this build
   // cannot serve.
@@ -29,6 +35,7 @@ class ConnectorDispatcher {
  private:
   const ConnectorRegistry& registry_;
   Clock& clock_;
+  AgentHub* hub_ = nullptr;
 };
 
 }  // namespace idsync

@@ -5,16 +5,21 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "connector/rate_limiter.h"
 #include "connector/registry.h"
+#include "connector/status_macros.h"
+#include "dispatcher/agents/agent_hub.h"
 #include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/api/grpc_service.h"
 #include "dispatcher/api/rest_server.h"
@@ -42,6 +47,8 @@ struct ServeOptions {
   double rate_burst = 200;
   int http_threads = 16;
   bool allow_private_callbacks = false;  // Webhooks/callbacks to private IPs.
+  int agent_timeout_seconds = 180;       // A run's agent may be away this long.
+  std::string grpc_tls_cert, grpc_tls_key, grpc_client_ca;  // PEM files.
   int delivery_threads = 4;
 };
 
@@ -73,6 +80,45 @@ int Bootstrap(const std::string& db, const std::string& tenant) {
             << "It is shown only this once; keep it in a secret store:\n";
   std::cout << *token << std::endl;
   return 0;
+}
+
+absl::StatusOr<std::string> ReadPem(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read PEM file '", path, "'"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// TLS for the gRPC port (the control plane and the agent spine) when a
+// certificate is given; with --grpc-client-ca, clients (agents) must
+// present a certificate it signed (mTLS). Plaintext otherwise.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
+    const ServeOptions& o) {
+  if (o.grpc_tls_cert.empty() != o.grpc_tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--grpc-tls-cert and --grpc-tls-key go together");
+  }
+  if (o.grpc_tls_cert.empty()) {
+    if (!o.grpc_client_ca.empty()) {
+      return absl::InvalidArgumentError("--grpc-client-ca needs TLS");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  IDSYNC_ASSIGN_OR_RETURN(pair.cert_chain, ReadPem(o.grpc_tls_cert));
+  IDSYNC_ASSIGN_OR_RETURN(pair.private_key, ReadPem(o.grpc_tls_key));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!o.grpc_client_ca.empty()) {
+    IDSYNC_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(o.grpc_client_ca));
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
 }
 
 int Serve(const ServeOptions& o) {
@@ -116,13 +162,18 @@ int Serve(const ServeOptions& o) {
   progress.SetListener([&callbacks](const idsync::RunRow& run, bool done) {
     callbacks.Update(run, done);
   });
+  idsync::AgentHubOptions hub_options;
+  hub_options.agent_timeout = absl::Seconds(o.agent_timeout_seconds);
+  idsync::AgentHub agents(**store, idsync::Clock::Real(), hub_options);
   idsync::SyncWorkers::Options worker_options;
   worker_options.max_concurrent = o.max_concurrent_syncs;
+  worker_options.agents = &agents;
   auto workers = std::make_unique<idsync::SyncWorkers>(
       **store, registry, *secrets, idsync::Clock::Real(), progress, metrics,
       worker_options);
   idsync::ControlPlaneServiceOptions service_options;
   service_options.allow_private_callbacks = o.allow_private_callbacks;
+  service_options.agents = &agents;
   idsync::ControlPlaneService service(**store, registry, *secrets, *workers,
                                       service_options);
   idsync::RateLimiter limiter(idsync::Clock::Real(), o.rate_limit,
@@ -147,9 +198,24 @@ int Serve(const ServeOptions& o) {
   // Exclusive port: with SO_REUSEPORT a second dispatcher would share it.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   int bound_grpc_port = 0;
-  builder.AddListeningPort(o.grpc_listen, grpc::InsecureServerCredentials(),
-                           &bound_grpc_port);
+  // Agents ping every 30 s (agents/); accept pings every 10 s without calls
+  // so a healthy idle agent is never sent GOAWAY "too_many_pings".
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
+  // Chunks of up to 10,000 records can pass gRPC's default 4 MiB.
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      GrpcCredentials(o);
+  if (!credentials.ok()) {
+    std::cerr << "idsync-dispatcher: " << credentials.status().message()
+              << "\n";
+    return 2;
+  }
+  builder.AddListeningPort(o.grpc_listen, *credentials, &bound_grpc_port);
   builder.RegisterService(&grpc_service);
+  builder.RegisterService(&agents);
   std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr || bound_grpc_port == 0) {
     std::cerr << "idsync-dispatcher: cannot listen on " << o.grpc_listen
@@ -245,6 +311,18 @@ int main(int argc, char** argv) {
                   "Allow webhook and callback URLs on loopback, private and "
                   "link-local addresses (tests, labs; never on a shared "
                   "network)");
+    cmd->add_option("--agent-timeout", serve.agent_timeout_seconds,
+                    "Seconds a run waits for its agent before it fails")
+        ->check(CLI::Range(1, 86400))
+        ->capture_default_str();
+    cmd->add_option("--grpc-tls-cert", serve.grpc_tls_cert,
+                    "PEM certificate chain: serve gRPC (API and agent spine) "
+                    "over TLS");
+    cmd->add_option("--grpc-tls-key", serve.grpc_tls_key,
+                    "PEM private key of --grpc-tls-cert");
+    cmd->add_option("--grpc-client-ca", serve.grpc_client_ca,
+                    "PEM CA: require gRPC clients (agents) to present a "
+                    "certificate it signed (mTLS)");
     cmd->add_option("--delivery-threads", serve.delivery_threads,
                     "Webhook endpoints served at once")
         ->check(CLI::Range(1, 64))

@@ -31,6 +31,7 @@ class SyncWorkers {
   struct Options {
     int max_concurrent = 2;
     SyncEngineOptions engine;
+    AgentHub* agents = nullptr;  // Serves agent-mode connectors.
   };
   // Everything passed must outlive the workers.
   SyncWorkers(Store& store, const ConnectorRegistry& registry,

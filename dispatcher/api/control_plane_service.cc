@@ -1,5 +1,6 @@
 #include "dispatcher/api/control_plane_service.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -8,9 +9,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "connector/http/address_policy.h"
 #include "connector/status_macros.h"
 #include "connector/text.h"
+#include "dispatcher/agents/agent_hub.h"
 #include "dispatcher/record_hash.h"
 #include "dispatcher/store/outbox.h"
 #include "google/protobuf/util/json_util.h"
@@ -191,6 +194,7 @@ v1::ConfiguredConnector ToProto(const ConnectorRow& row) {
                                                     c.mutable_config());
   c.set_auth_config_set(row.has_auth);
   c.set_deletion_threshold(row.deletion_threshold);
+  c.set_agent(row.agent);
   *c.mutable_created_at() = Stamp(row.created_at);
   *c.mutable_updated_at() = Stamp(row.updated_at);
   if (row.last_sync_at.has_value()) {
@@ -257,10 +261,10 @@ absl::Status CheckIdentityFields(const v1::Identity& identity) {
 }
 
 absl::Status CheckMode(absl::string_view mode) {
-  if (mode != "hosted") {
+  if (mode != "hosted" && mode != "agent") {
     return absl::InvalidArgumentError(
-        "'mode' must be \"hosted\" (agent mode is not available in this "
-        "build)");
+        "'mode' must be \"hosted\" (run by the dispatcher) or \"agent\" (run "
+        "by an on-prem agent)");
   }
   return absl::OkStatus();
 }
@@ -356,6 +360,8 @@ void ClearOneTimeSecrets(google::protobuf::Message* response) {
     static_cast<v1::CreateTokenResponse*>(response)->clear_secret();
   } else if (d == v1::CreateWebhookResponse::descriptor()) {
     static_cast<v1::CreateWebhookResponse*>(response)->clear_secret();
+  } else if (d == v1::CreateRegistrationTokenResponse::descriptor()) {
+    static_cast<v1::CreateRegistrationTokenResponse*>(response)->clear_token();
   }
 }
 
@@ -441,7 +447,8 @@ absl::StatusOr<Caller> ControlPlaneService::Authenticate(
   }
   if (row->kind != "service") {
     return absl::PermissionDeniedError(
-        absl::StrCat("a ", row->kind, " token only works on the agent spine"));
+        absl::StrCat(row->kind == "agent" ? "an " : "a ", row->kind,
+                     " token only works on the agent spine"));
   }
   Caller caller;
   caller.tenant_id = row->tenant_id;
@@ -739,6 +746,42 @@ absl::StatusOr<ConnectorRow> ControlPlaneService::FindConnector(
   return row;
 }
 
+absl::Status ControlPlaneService::CheckConnector(
+    const ConnectorRow& row, const google::protobuf::Struct& config,
+    bool has_auth, bool build) const {
+  IDSYNC_RETURN_IF_ERROR(CheckMode(row.mode));
+  if (row.mode == "hosted") {
+    if (!row.agent.empty()) {
+      return absl::InvalidArgumentError(
+          "'agent' is only for connectors in mode \"agent\"");
+    }
+    return build ? CheckConfig(registry_, row, config) : absl::OkStatus();
+  }
+  if (row.agent.empty()) {
+    return absl::InvalidArgumentError(
+        "'agent' is required in mode \"agent\": the name or group of the "
+        "agents that may run this connector");
+  }
+  // Any name an agent may have registered with (the spine takes up to 200
+  // bytes), or a group.
+  IDSYNC_RETURN_IF_ERROR(CheckText("agent", row.agent, 200));
+  if (has_auth) {
+    return absl::InvalidArgumentError(
+        "'auth_config' is never sent to agents: an agent connector keeps its "
+        "credentials on the agent (clear a stored one with \"auth_config\": "
+        "{})");
+  }
+  // The connector runs on the agent, whose config may name its own files
+  // and hosts: only the type is checked here.
+  const std::vector<std::string> types = registry_.Types();
+  if (std::find(types.begin(), types.end(), row.type) == types.end()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown connector type '", Excerpt(row.type, 64),
+                     "' (known: ", absl::StrJoin(types, ", "), ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
     const Caller& caller, const v1::CreateConnectorRequest& request,
     const BeforeCommit& before_commit) {
@@ -753,13 +796,14 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
   row.business_id = request.business_id();
   row.type = request.type();
   row.mode = request.mode().empty() ? "hosted" : request.mode();
-  IDSYNC_RETURN_IF_ERROR(CheckMode(row.mode));
+  row.agent = request.agent();
   row.deletion_threshold =
       request.has_deletion_threshold() ? request.deletion_threshold() : 0.2;
   IDSYNC_RETURN_IF_ERROR(CheckThreshold(row.deletion_threshold));
   IDSYNC_ASSIGN_OR_RETURN(row.config_json, StructToJson(request.config()));
-  IDSYNC_RETURN_IF_ERROR(CheckConfig(registry_, row, request.config()));
   const bool has_auth = request.auth_config().fields_size() > 0;
+  IDSYNC_RETURN_IF_ERROR(
+      CheckConnector(row, request.config(), has_auth, /*build=*/true));
   IDSYNC_ASSIGN_OR_RETURN(std::string auth_json,
                           StructToJson(request.auth_config()));
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
@@ -768,11 +812,13 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
       IDSYNC_RETURN_IF_ERROR(txn.SetConnectorAuth(
           row.tenant_id, row.id, secrets_.Seal(auth_json, AuthContext(row))));
     }
-    IDSYNC_RETURN_IF_ERROR(
-        txn.Audit(Audit(caller, "connector.create", "connector", row.id,
-                        {{"business_id", row.business_id},
-                         {"type", row.type},
-                         {"auth_config_set", has_auth}})));
+    nlohmann::json details = {{"business_id", row.business_id},
+                              {"type", row.type},
+                              {"mode", row.mode},
+                              {"auth_config_set", has_auth}};
+    if (!row.agent.empty()) details["agent"] = row.agent;
+    IDSYNC_RETURN_IF_ERROR(txn.Audit(
+        Audit(caller, "connector.create", "connector", row.id, details)));
     row.has_auth = has_auth;
     row.created_at = row.updated_at = txn.now();
     return Commit(before_commit, ToProto(row), txn);
@@ -806,10 +852,18 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
   IDSYNC_ASSIGN_OR_RETURN(ConnectorRow row,
                           FindConnector(caller, request.id()));
   nlohmann::json changed = nlohmann::json::array();
+  const ConnectorRow before = row;
   if (request.has_mode()) {
     IDSYNC_RETURN_IF_ERROR(CheckMode(request.mode()));
     row.mode = request.mode();
+    // Back to hosted: the binding goes unless the request names one (which
+    // is then refused).
+    if (row.mode == "hosted" && !request.has_agent()) row.agent.clear();
     changed.push_back("mode");
+  }
+  if (request.has_agent()) {
+    row.agent = request.agent();
+    changed.push_back("agent");
   }
   if (request.has_deletion_threshold()) {
     IDSYNC_RETURN_IF_ERROR(CheckThreshold(request.deletion_threshold()));
@@ -817,9 +871,34 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
     changed.push_back("deletion_threshold");
   }
   if (request.has_config()) {
-    IDSYNC_RETURN_IF_ERROR(CheckConfig(registry_, row, request.config()));
     IDSYNC_ASSIGN_OR_RETURN(row.config_json, StructToJson(request.config()));
     changed.push_back("config");
+  }
+  // The connector as it will be. A hosted one builds here when its config
+  // is new or it was an agent's until now.
+  const bool auth_after = request.has_auth_config()
+                              ? request.auth_config().fields_size() > 0
+                              : row.has_auth;
+  const bool build =
+      row.mode == "hosted" && (request.has_config() || before.mode != "hosted");
+  google::protobuf::Struct config;
+  if (request.has_config()) {
+    config = request.config();
+  } else if (build && !google::protobuf::util::JsonStringToMessage(
+                           before.config_json, &config)
+                           .ok()) {
+    return absl::InternalError(
+        absl::StrCat("connector ", row.id, " has a config that is not JSON"));
+  }
+  IDSYNC_RETURN_IF_ERROR(CheckConnector(row, config, auth_after, build));
+  if (row.mode != before.mode || row.agent != before.agent) {
+    IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
+                            store_.ActiveRun(caller.tenant_id, row.id));
+    if (active.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("connector ", row.id, " has an active run (", active->id,
+                       "); wait for it or cancel it before moving it"));
+    }
   }
   std::optional<std::string> sealed;
   if (request.has_auth_config()) {
@@ -837,9 +916,11 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
           txn.SetConnectorAuth(row.tenant_id, row.id, *sealed));
       row.has_auth = !sealed->empty();
     }
-    IDSYNC_RETURN_IF_ERROR(
-        txn.Audit(Audit(caller, "connector.update", "connector", row.id,
-                        {{"fields", changed}})));
+    nlohmann::json details = {{"fields", changed}};
+    if (row.mode != before.mode) details["mode"] = row.mode;
+    if (row.agent != before.agent) details["agent"] = row.agent;
+    IDSYNC_RETURN_IF_ERROR(txn.Audit(
+        Audit(caller, "connector.update", "connector", row.id, details)));
     row.updated_at = txn.now();
     return Commit(before_commit, ToProto(row), txn);
   }));
@@ -878,6 +959,12 @@ absl::StatusOr<v1::TestConnectorResponse> ControlPlaneService::TestConnector(
   IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
   IDSYNC_ASSIGN_OR_RETURN(ConnectorRow row,
                           FindConnector(caller, request.id()));
+  if (row.mode == "agent") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "connector ", row.id,
+        " runs on an agent: testing agent connectors is not supported yet "
+        "(start a sync with max_records 1 instead)"));
+  }
   absl::Status s = workers_.Test(row);
   v1::TestConnectorResponse response;
   response.set_ok(s.ok());
@@ -1040,11 +1127,12 @@ absl::StatusOr<v1::Token> ControlPlaneService::RevokeToken(
     const Caller& caller, const v1::GetByIdRequest& request,
     const BeforeCommit& before_commit) {
   IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  // Any kind: service tokens, an agent's token, an unused registration
+  // token.
   ListQuery q;
   q.tenant_id = caller.tenant_id;
   q.limit = 1;
   q.equals.push_back({"id", absl::StrCat(request.id())});
-  q.equals.push_back({"kind", "service"});
   std::vector<TokenRow> rows;
   IDSYNC_RETURN_IF_ERROR(store_.ListTokens(q, &rows).status());
   if (rows.empty()) {
@@ -1052,14 +1140,141 @@ absl::StatusOr<v1::Token> ControlPlaneService::RevokeToken(
         absl::StrCat("token ", request.id(), " not found"));
   }
   TokenRow row = rows.front();
+  std::optional<int64_t> agent_id;
+  if (row.kind == "agent") {
+    absl::StatusOr<AgentRow> agent = store_.AgentByToken(row.id);
+    if (agent.ok()) {
+      agent_id = agent->id;
+    } else if (!absl::IsNotFound(agent.status())) {
+      return agent.status();
+    }
+  }
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
     IDSYNC_RETURN_IF_ERROR(txn.RevokeToken(caller.tenant_id, row.id));
-    IDSYNC_RETURN_IF_ERROR(txn.Audit(
-        Audit(caller, "token.revoke", "token", row.id, {{"name", row.name}})));
+    nlohmann::json details = {{"name", row.name}, {"kind", row.kind}};
+    if (agent_id.has_value()) details["agent_id"] = *agent_id;
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "token.revoke", "token", row.id, details)));
     if (!row.revoked_at.has_value()) row.revoked_at = txn.now();
     return Commit(before_commit, ToProto(row), txn);
   }));
+  // Revoked first, so the agent cannot come straight back; then its stream
+  // closes.
+  if (agent_id.has_value() && options_.agents != nullptr) {
+    options_.agents->Disconnect(*agent_id);
+  }
   return ToProto(row);
+}
+
+// --- Agents
+// ------------------------------------------------------------------------
+
+absl::StatusOr<v1::CreateRegistrationTokenResponse>
+ControlPlaneService::CreateRegistrationToken(
+    const Caller& caller, const v1::CreateRegistrationTokenRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_RETURN_IF_ERROR(CheckName("name", request.name()));
+  if (!request.group().empty()) {
+    IDSYNC_RETURN_IF_ERROR(CheckName("group", request.group()));
+  }
+  const std::string secret = NewToken(kRegistrationTokenPrefix);
+  TokenRow row;
+  row.tenant_id = caller.tenant_id;
+  row.name = request.name();
+  row.kind = "registration";
+  row.role = "agent";
+  row.prefix = secret.substr(0, kRegistrationTokenPrefix.size() + 4);
+  row.agent_group = request.group();
+  v1::CreateRegistrationTokenResponse response;
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    IDSYNC_ASSIGN_OR_RETURN(row.id, txn.InsertToken(row, TokenHash(secret)));
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "registration_token.create", "token", row.id,
+                        {{"name", row.name}, {"group", row.agent_group}})));
+    response.set_token(secret);
+    response.set_id(row.id);
+    response.set_name(row.name);
+    response.set_group(row.agent_group);
+    *response.mutable_created_at() = Stamp(txn.now());
+    return Commit(before_commit, response, txn);
+  }));
+  return response;
+}
+
+absl::StatusOr<v1::Agent> ControlPlaneService::AgentView(const AgentRow& row) {
+  v1::Agent a;
+  a.set_id(row.id);
+  a.set_name(row.name);
+  a.set_group(row.group);
+  a.set_version(row.version);
+  for (const std::string& type : row.connector_types) {
+    a.add_connector_types(type);
+  }
+  a.set_online(options_.agents != nullptr ? options_.agents->IsOnline(row.id)
+                                          : row.online);
+  if (row.last_seen_at.has_value()) {
+    *a.mutable_last_seen_at() = Stamp(*row.last_seen_at);
+  }
+  *a.mutable_created_at() = Stamp(row.created_at);
+  a.set_token_id(row.token_id);
+  ListQuery q;
+  q.tenant_id = row.tenant_id;
+  q.limit = 1;
+  q.equals.push_back({"id", absl::StrCat(row.token_id)});
+  std::vector<TokenRow> tokens;
+  IDSYNC_RETURN_IF_ERROR(store_.ListTokens(q, &tokens).status());
+  // No token (never: they are inserted together) counts as revoked.
+  if (tokens.empty()) {
+    *a.mutable_revoked_at() = Stamp(row.created_at);
+  } else if (tokens.front().revoked_at.has_value()) {
+    *a.mutable_revoked_at() = Stamp(*tokens.front().revoked_at);
+  }
+  if (a.has_revoked_at()) a.set_online(false);
+  return a;
+}
+
+absl::StatusOr<v1::ListAgentsResponse> ControlPlaneService::ListAgents(
+    const Caller& caller, const v1::PageRequest& request) {
+  ListQuery q;
+  IDSYNC_RETURN_IF_ERROR(
+      Page(caller, request.limit(), request.offset(), request.cursor(), &q));
+  std::vector<AgentRow> rows;
+  IDSYNC_ASSIGN_OR_RETURN(int64_t total, store_.ListAgents(q, &rows));
+  std::vector<v1::Agent> items;
+  for (const AgentRow& row : rows) {
+    IDSYNC_ASSIGN_OR_RETURN(v1::Agent agent, AgentView(row));
+    items.push_back(std::move(agent));
+  }
+  return PageOf<v1::ListAgentsResponse>(std::move(items), total, q);
+}
+
+absl::StatusOr<v1::Agent> ControlPlaneService::GetAgent(
+    const Caller& caller, const v1::GetByIdRequest& request) {
+  IDSYNC_ASSIGN_OR_RETURN(AgentRow row,
+                          store_.GetAgent(caller.tenant_id, request.id()));
+  return AgentView(row);
+}
+
+absl::StatusOr<v1::Agent> ControlPlaneService::DeleteAgent(
+    const Caller& caller, const v1::GetByIdRequest& request,
+    const BeforeCommit& before_commit) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_ASSIGN_OR_RETURN(AgentRow row,
+                          store_.GetAgent(caller.tenant_id, request.id()));
+  IDSYNC_ASSIGN_OR_RETURN(v1::Agent agent, AgentView(row));
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
+    IDSYNC_RETURN_IF_ERROR(txn.RevokeToken(caller.tenant_id, row.token_id));
+    IDSYNC_RETURN_IF_ERROR(
+        txn.Audit(Audit(caller, "agent.revoke", "agent", row.id,
+                        {{"name", row.name}, {"token_id", row.token_id}})));
+    if (!agent.has_revoked_at()) *agent.mutable_revoked_at() = Stamp(txn.now());
+    agent.set_online(false);
+    return Commit(before_commit, agent, txn);
+  }));
+  // The token is refused from now on; close the stream it opened.
+  if (options_.agents != nullptr) options_.agents->Disconnect(row.id);
+  return agent;
 }
 
 absl::StatusOr<v1::ListAuditEventsResponse>

@@ -20,6 +20,8 @@
 
 namespace idsync {
 
+class AgentHub;
+
 // Who is calling: from the bearer token.
 struct Caller {
   int64_t tenant_id = 0;
@@ -45,11 +47,15 @@ struct ControlPlaneServiceOptions {
   // Webhook and callback URLs may name loopback, private, link-local, CGNAT
   // and unique-local hosts (--allow-private-callbacks; tests).
   bool allow_private_callbacks = false;
+  // The agent spine (dispatcher/agents/): says which agents are online and
+  // closes the stream of an agent whose token is revoked. Without it, the
+  // API shows the stored online flag and closes nothing.
+  AgentHub* agents = nullptr;
 };
 
 // Clears the secrets a write's response shows only once (a new token's, a
-// new webhook's), so the response can be stored for Idempotency-Key
-// replays. Other responses are left as they are.
+// new webhook's, a new registration token), so the response can be stored for
+// Idempotency-Key replays. Other responses are left as they are.
 void ClearOneTimeSecrets(google::protobuf::Message* response);
 
 class ControlPlaneService {
@@ -128,6 +134,22 @@ class ControlPlaneService {
       const Caller& caller, const idsync::v1::GetByIdRequest& request,
       const BeforeCommit& before_commit = nullptr);
 
+  // Agents: a one-time registration token (its secret in this response
+  // only), the registered agents, and revoking one (its token, and its
+  // stream at once).
+  absl::StatusOr<idsync::v1::CreateRegistrationTokenResponse>
+  CreateRegistrationToken(
+      const Caller& caller,
+      const idsync::v1::CreateRegistrationTokenRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+  absl::StatusOr<idsync::v1::ListAgentsResponse> ListAgents(
+      const Caller& caller, const idsync::v1::PageRequest& request);
+  absl::StatusOr<idsync::v1::Agent> GetAgent(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  absl::StatusOr<idsync::v1::Agent> DeleteAgent(
+      const Caller& caller, const idsync::v1::GetByIdRequest& request,
+      const BeforeCommit& before_commit = nullptr);
+
   absl::StatusOr<idsync::v1::ListAuditEventsResponse> ListAuditEvents(
       const Caller& caller, const idsync::v1::ListAuditEventsRequest& request);
 
@@ -163,6 +185,15 @@ class ControlPlaneService {
  private:
   absl::StatusOr<ConnectorRow> FindConnector(const Caller& caller, int64_t id);
   absl::StatusOr<WebhookRow> FindWebhook(const Caller& caller, int64_t id);
+  // The API's view of an agent: live online state, its token's revocation.
+  absl::StatusOr<idsync::v1::Agent> AgentView(const AgentRow& row);
+  // Mode and agent binding of a connector as it will be stored. With
+  // `build`, a hosted connector must build from `config`; an agent one only
+  // needs a known type (its config may name files on the agent's machine)
+  // and no auth_config (agents never get it).
+  absl::Status CheckConnector(const ConnectorRow& row,
+                              const google::protobuf::Struct& config,
+                              bool has_auth, bool build) const;
   // kInvalidArgument naming `field` unless `url` may receive deliveries.
   absl::Status CheckTarget(absl::string_view field, absl::string_view url);
   // A new callback secret, sealed for the tenant.

@@ -47,6 +47,11 @@ class ControlPlaneGrpc final : public idsync::v1::ControlPlane::Service {
   IDSYNC_RPC(CreateToken, CreateTokenRequest, CreateTokenResponse)
   IDSYNC_RPC(ListTokens, ListTokensRequest, ListTokensResponse)
   IDSYNC_RPC(RevokeToken, GetByIdRequest, Token)
+  IDSYNC_RPC(CreateRegistrationToken, CreateRegistrationTokenRequest,
+             CreateRegistrationTokenResponse)
+  IDSYNC_RPC(ListAgents, PageRequest, ListAgentsResponse)
+  IDSYNC_RPC(GetAgent, GetByIdRequest, Agent)
+  IDSYNC_RPC(DeleteAgent, GetByIdRequest, Agent)
   IDSYNC_RPC(ListAuditEvents, ListAuditEventsRequest, ListAuditEventsResponse)
   IDSYNC_RPC(CreateWebhook, CreateWebhookRequest, CreateWebhookResponse)
   IDSYNC_RPC(ListWebhooks, PageRequest, ListWebhooksResponse)

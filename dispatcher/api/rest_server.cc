@@ -180,6 +180,23 @@ const std::vector<Route>& Routes() {
       {"POST", "/api/v1/tokens/{id}/revoke", "revokeToken", "Revoke a token",
        "tokens", v1::GetByIdRequest::descriptor(), v1::Token::descriptor(), 200,
        Access::kWrite, "id", false, Write(&S::RevokeToken)},
+      {"POST", "/api/v1/agents/registration-tokens", "createRegistrationToken",
+       "Create a one-time token that registers one agent (shown once)",
+       "agents", v1::CreateRegistrationTokenRequest::descriptor(),
+       v1::CreateRegistrationTokenResponse::descriptor(), 201, Access::kWrite,
+       nullptr, true, Write(&S::CreateRegistrationToken)},
+      {"GET", "/api/v1/agents", "listAgents", "List registered agents",
+       "agents", v1::PageRequest::descriptor(),
+       v1::ListAgentsResponse::descriptor(), 200, Access::kRead, nullptr, false,
+       Read(&S::ListAgents)},
+      {"GET", "/api/v1/agents/{id}", "getAgent",
+       "Get an agent: online now, version, connector types", "agents",
+       v1::GetByIdRequest::descriptor(), v1::Agent::descriptor(), 200,
+       Access::kRead, "id", false, Read(&S::GetAgent)},
+      {"DELETE", "/api/v1/agents/{id}", "deleteAgent",
+       "Revoke an agent: its token is refused and its stream closed at once",
+       "agents", v1::GetByIdRequest::descriptor(), v1::Agent::descriptor(), 200,
+       Access::kWrite, "id", false, Write(&S::DeleteAgent)},
       {"GET", "/api/v1/audit-events", "listAuditEvents",
        "List audit events: every write, who, what, when", "audit",
        v1::ListAuditEventsRequest::descriptor(),
@@ -836,8 +853,8 @@ nlohmann::json RestServer::OpenApi(const std::string& version) {
         {"version", version},
         {"description",
          "Identities, accounts, entitlements and grants synced from sources; "
-         "connectors and their sync runs; webhooks and their deliveries; "
-         "tokens and the audit log. "
+         "connectors and their sync runs; on-prem agents; webhooks and "
+         "their deliveries; tokens and the audit log. "
          "Authenticate with 'Authorization: Bearer <token>'."}}},
       {"servers", {{{"url", "/"}}}},
       {"security", {{{"bearer", nlohmann::json::array()}}}},

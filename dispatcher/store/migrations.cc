@@ -282,6 +282,26 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_pending ON deliveries(state, endpoint, id);
 CREATE INDEX deliveries_by_webhook ON deliveries(webhook_id, id);
 )sql",
+      // 5: agents, and the binding of agent-mode connectors to them.
+      R"sql(
+CREATE TABLE agents (
+  id INTEGER PRIMARY KEY,
+  tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+  name TEXT NOT NULL,
+  agent_group TEXT NOT NULL DEFAULT '',
+  token_id INTEGER NOT NULL UNIQUE,  -- Its agent token (tokens.id).
+  version TEXT NOT NULL DEFAULT '',
+  connector_types TEXT NOT NULL DEFAULT '[]',
+  online INTEGER NOT NULL DEFAULT 0,
+  last_seen_at INTEGER,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX agents_by_tenant ON agents(tenant_id, id);
+-- An agent-mode connector runs on the online agent with this name or group.
+ALTER TABLE connectors ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+-- A registration token's agent group (registration tokens only).
+ALTER TABLE tokens ADD COLUMN agent_group TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return *migrations;
 }

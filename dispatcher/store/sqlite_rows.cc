@@ -107,7 +107,7 @@ void BindRunUpdate(Statement& s, const RunRow& run) {
 const char kConnectorColumns[] =
     "id, tenant_id, business_id, type, mode, config, deletion_threshold, "
     "sync_token, last_sync_at, auth_config IS NOT NULL, created_at, "
-    "updated_at";
+    "updated_at, agent";
 
 ConnectorRow ReadConnector(const Statement& s) {
   ConnectorRow c;
@@ -123,6 +123,7 @@ ConnectorRow ReadConnector(const Statement& s) {
   c.has_auth = s.Int(9) != 0;
   c.created_at = FromMicros(s.Int(10));
   c.updated_at = FromMicros(s.Int(11));
+  c.agent = s.Text(12);
   return c;
 }
 

@@ -230,16 +230,16 @@ absl::StatusOr<ConnectorRow> SqliteStore::UpsertConnector(
         Statement::Prepare(
             db_.get(),
             "INSERT INTO connectors(tenant_id, business_id, type, mode, "
-            "config, deletion_threshold, created_at, updated_at) "
-            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(tenant_id, business_id) DO "
+            "config, deletion_threshold, created_at, updated_at, agent) "
+            "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(tenant_id, business_id) DO "
             "UPDATE SET type=excluded.type, mode=excluded.mode, "
-            "config=excluded.config, updated_at=excluded.updated_at "
-            "RETURNING id"));
+            "config=excluded.config, updated_at=excluded.updated_at, "
+            "agent=excluded.agent RETURNING id"));
     const int64_t now = Micros(clock_.Now());
     upsert.Bind(1, connector.tenant_id).Bind(2, connector.business_id);
     upsert.Bind(3, connector.type).Bind(4, connector.mode);
     upsert.Bind(5, connector.config_json).Bind(6, connector.deletion_threshold);
-    upsert.Bind(7, now).Bind(8, now);
+    upsert.Bind(7, now).Bind(8, now).Bind(9, connector.agent);
     IDSYNC_ASSIGN_OR_RETURN(bool row, upsert.Step());
     if (!row)
       return absl::InternalError("store: connector upsert returned no id");

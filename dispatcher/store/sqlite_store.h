@@ -65,6 +65,18 @@ class SqliteStore final : public Store {
       const ListQuery& q, int64_t webhook_id,
       std::vector<DeliveryRow>* items) override;
   absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) override;
+  absl::StatusOr<int64_t> ListAgents(const ListQuery& q,
+                                     std::vector<AgentRow>* items) override;
+  absl::StatusOr<AgentRow> GetAgent(int64_t tenant_id, int64_t id) override;
+  absl::StatusOr<AgentRow> AgentByToken(int64_t token_id) override;
+  absl::StatusOr<AgentRow> RegisterAgent(
+      absl::string_view registration_hash, absl::string_view name,
+      absl::string_view agent_token_hash,
+      absl::string_view agent_prefix) override;
+  absl::Status SetAgentOnline(int64_t agent_id, bool online,
+                              absl::string_view version,
+                              const std::vector<std::string>& types) override;
+  absl::Status TouchAgent(int64_t agent_id) override;
   absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
                                                          int limit) override;
   absl::Status RecordDelivery(const DeliveryOutcome& outcome) override;

@@ -190,7 +190,8 @@ absl::StatusOr<int64_t> ListRecords(ReadConnection& conn, RecordKind kind,
 }
 
 constexpr char kTokenColumns[] =
-    "id, tenant_id, name, kind, role, prefix, created_at, revoked_at";
+    "id, tenant_id, name, kind, role, prefix, created_at, revoked_at, "
+    "agent_group";
 
 TokenRow ReadToken(const Statement& s) {
   TokenRow t;
@@ -202,6 +203,7 @@ TokenRow ReadToken(const Statement& s) {
   t.prefix = s.Text(5);
   t.created_at = FromMicros(s.Int(6));
   if (!s.IsNull(7)) t.revoked_at = FromMicros(s.Int(7));
+  t.agent_group = s.Text(8);
   return t;
 }
 
@@ -292,14 +294,14 @@ class SqliteWriteTxn final : public WriteTxn {
         Statement::Prepare(
             db_,
             "INSERT INTO connectors(tenant_id, business_id, type, mode, "
-            "config, deletion_threshold, created_at, updated_at) "
-            "VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(tenant_id, business_id) DO "
+            "config, deletion_threshold, created_at, updated_at, agent) "
+            "VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT(tenant_id, business_id) DO "
             "NOTHING"));
     s.Bind(1, row.tenant_id).Bind(2, row.business_id).Bind(3, row.type);
     s.Bind(4, row.mode)
         .Bind(5, row.config_json)
         .Bind(6, row.deletion_threshold);
-    s.Bind(7, Micros(now_)).Bind(8, Micros(now_));
+    s.Bind(7, Micros(now_)).Bind(8, Micros(now_)).Bind(9, row.agent);
     IDSYNC_RETURN_IF_ERROR(s.Run());
     if (sqlite3_changes(db_) == 0) {
       return absl::AlreadyExistsError(absl::StrCat(
@@ -311,12 +313,13 @@ class SqliteWriteTxn final : public WriteTxn {
   absl::Status UpdateConnector(const ConnectorRow& row) override {
     return RunSql(db_,
                   "UPDATE connectors SET mode=?, config=?, "
-                  "deletion_threshold=?, updated_at=? WHERE tenant_id=? AND "
-                  "id=?",
+                  "deletion_threshold=?, updated_at=?, agent=? WHERE "
+                  "tenant_id=? AND id=?",
                   [&](Statement& s) {
                     s.Bind(1, row.mode).Bind(2, row.config_json);
                     s.Bind(3, row.deletion_threshold).Bind(4, Micros(now_));
-                    s.Bind(5, row.tenant_id).Bind(6, row.id);
+                    s.Bind(5, row.agent);
+                    s.Bind(6, row.tenant_id).Bind(7, row.id);
                   });
   }
 
@@ -388,11 +391,11 @@ class SqliteWriteTxn final : public WriteTxn {
     IDSYNC_RETURN_IF_ERROR(
         RunSql(db_,
                "INSERT INTO tokens(tenant_id, name, kind, role, hash, prefix, "
-               "created_at) VALUES(?,?,?,?,?,?,?)",
+               "created_at, agent_group) VALUES(?,?,?,?,?,?,?,?)",
                [&](Statement& s) {
                  s.Bind(1, row.tenant_id).Bind(2, row.name).Bind(3, row.kind);
                  s.Bind(4, row.role).BindBlob(5, hash).Bind(6, row.prefix);
-                 s.Bind(7, Micros(now_));
+                 s.Bind(7, Micros(now_)).Bind(8, row.agent_group);
                }));
     return sqlite3_last_insert_rowid(db_);
   }
@@ -904,6 +907,172 @@ absl::Status SqliteStore::PruneDeliveries(absl::Time before) {
                   "DELETE FROM outbox WHERE created_at<? AND NOT EXISTS "
                   "(SELECT 1 FROM deliveries d WHERE d.outbox_id=outbox.id)",
                   [&](Statement& st) { st.Bind(1, Micros(before)); });
+  });
+}
+
+namespace {
+
+constexpr char kAgentColumns[] =
+    "id, tenant_id, name, agent_group, token_id, version, connector_types, "
+    "online, last_seen_at, created_at";
+
+AgentRow ReadAgent(const Statement& s) {
+  AgentRow a;
+  a.id = s.Int(0);
+  a.tenant_id = s.Int(1);
+  a.name = s.Text(2);
+  a.group = s.Text(3);
+  a.token_id = s.Int(4);
+  a.version = s.Text(5);
+  nlohmann::json types = nlohmann::json::parse(s.Text(6), nullptr, false);
+  if (types.is_array()) {
+    for (const auto& t : types) {
+      if (t.is_string()) a.connector_types.push_back(t.get<std::string>());
+    }
+  }
+  a.online = s.Int(7) != 0;
+  if (!s.IsNull(8)) a.last_seen_at = FromMicros(s.Int(8));
+  a.created_at = FromMicros(s.Int(9));
+  return a;
+}
+
+// One agent by a WHERE clause with one integer parameter, on `db`.
+absl::StatusOr<AgentRow> QueryAgent(sqlite3* db, absl::string_view where,
+                                    int64_t value) {
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db, absl::StrCat("SELECT ", kAgentColumns,
+                                          " FROM agents WHERE ", where)));
+  s.Bind(1, value);
+  IDSYNC_ASSIGN_OR_RETURN(bool found, s.Step());
+  if (!found) return absl::NotFoundError("agent not found");
+  return ReadAgent(s);
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> SqliteStore::ListAgents(const ListQuery& q,
+                                                std::vector<AgentRow>* items) {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  ListSql sql;
+  sql.columns = kAgentColumns;
+  sql.from = "agents";
+  sql.id_column = "id";
+  sql.Where("tenant_id=?", q.tenant_id);
+  return RunList(*db, sql, q,
+                 [&](const Statement& s) { items->push_back(ReadAgent(s)); });
+}
+
+absl::StatusOr<AgentRow> SqliteStore::GetAgent(int64_t tenant_id, int64_t id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<AgentRow> a = QueryAgent(db_.get(), "id=?", id);
+  if (!a.ok() || a->tenant_id != tenant_id) {
+    return absl::NotFoundError(absl::StrCat("agent ", id, " not found"));
+  }
+  return a;
+}
+
+absl::StatusOr<AgentRow> SqliteStore::AgentByToken(int64_t token_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryAgent(db_.get(), "token_id=?", token_id);
+}
+
+absl::StatusOr<AgentRow> SqliteStore::RegisterAgent(
+    absl::string_view registration_hash, absl::string_view name,
+    absl::string_view agent_token_hash, absl::string_view agent_prefix) {
+  AgentRow agent;
+  IDSYNC_RETURN_IF_ERROR(Write([&](WriteTxn& txn) -> absl::Status {
+    sqlite3* db = Raw(txn);
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement find,
+        Statement::Prepare(db,
+                           "SELECT id, tenant_id, name, agent_group FROM "
+                           "tokens WHERE hash=? AND kind='registration' AND "
+                           "revoked_at IS NULL"));
+    find.BindBlob(1, registration_hash);
+    IDSYNC_ASSIGN_OR_RETURN(bool found, find.Step());
+    if (!found) {
+      return absl::PermissionDeniedError(
+          "the registration token is unknown, already used or revoked");
+    }
+    const int64_t registration_id = find.Int(0);
+    agent.tenant_id = find.Int(1);
+    agent.name = name.empty() ? find.Text(2) : std::string(name);
+    agent.group = find.Text(3);
+    const int64_t now = Micros(txn.now());
+    IDSYNC_RETURN_IF_ERROR(
+        RunSql(db, "UPDATE tokens SET revoked_at=? WHERE id=?",
+               [&](Statement& s) { s.Bind(1, now).Bind(2, registration_id); }));
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db,
+        "INSERT INTO tokens(tenant_id, name, kind, role, hash, prefix, "
+        "created_at) VALUES(?,?,'agent','agent',?,?,?)",
+        [&](Statement& s) {
+          s.Bind(1, agent.tenant_id).Bind(2, agent.name);
+          s.BindBlob(3, agent_token_hash).Bind(4, agent_prefix).Bind(5, now);
+        }));
+    agent.token_id = sqlite3_last_insert_rowid(db);
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db,
+        "INSERT INTO agents(tenant_id, name, agent_group, token_id, "
+        "created_at) VALUES(?,?,?,?,?)",
+        [&](Statement& s) {
+          s.Bind(1, agent.tenant_id).Bind(2, agent.name).Bind(3, agent.group);
+          s.Bind(4, agent.token_id).Bind(5, now);
+        }));
+    agent.id = sqlite3_last_insert_rowid(db);
+    agent.created_at = txn.now();
+    AuditEntry audit;
+    audit.tenant_id = agent.tenant_id;
+    audit.actor = absl::StrCat("registration token ", registration_id);
+    audit.action = "agent.register";
+    audit.resource_type = "agent";
+    audit.resource_id = absl::StrCat(agent.id);
+    audit.details_json = nlohmann::json{{"name", agent.name}}.dump();
+    return txn.Audit(audit);
+  }));
+  return agent;
+}
+
+absl::Status SqliteStore::SetAgentOnline(
+    int64_t agent_id, bool online, absl::string_view version,
+    const std::vector<std::string>& types) {
+  return Write([&](WriteTxn& txn) -> absl::Status {
+    sqlite3* db = Raw(txn);
+    IDSYNC_ASSIGN_OR_RETURN(AgentRow agent, QueryAgent(db, "id=?", agent_id));
+    const std::string types_json =
+        types.empty() ? std::string() : nlohmann::json(types).dump();
+    IDSYNC_RETURN_IF_ERROR(RunSql(
+        db,
+        "UPDATE agents SET online=?, last_seen_at=?, version=CASE WHEN ?='' "
+        "THEN version ELSE ? END, connector_types=CASE WHEN ?='' THEN "
+        "connector_types ELSE ? END WHERE id=?",
+        [&](Statement& s) {
+          s.Bind(1, static_cast<int64_t>(online)).Bind(2, Micros(txn.now()));
+          s.Bind(3, version).Bind(4, version);
+          s.Bind(5, types_json).Bind(6, types_json).Bind(7, agent_id);
+        }));
+    if (agent.online == online) return absl::OkStatus();
+    IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<Outbox> outbox,
+                            Outbox::Prepare(db));
+    IDSYNC_RETURN_IF_ERROR(outbox->Load(agent.tenant_id));
+    const std::string data =
+        nlohmann::json{
+            {"agent_id", agent.id},
+            {"name", agent.name},
+            {"group", agent.group},
+            {"version", version.empty() ? agent.version : std::string(version)}}
+            .dump();
+    return outbox->Publish(online ? "agent.online" : "agent.offline", data,
+                           txn.now());
+  });
+}
+
+absl::Status SqliteStore::TouchAgent(int64_t agent_id) {
+  return Write([&](WriteTxn& txn) {
+    return RunSql(
+        Raw(txn), "UPDATE agents SET last_seen_at=? WHERE id=?",
+        [&](Statement& s) { s.Bind(1, Micros(txn.now())).Bind(2, agent_id); });
   });
 }
 

@@ -34,6 +34,8 @@ struct ConnectorRow {
   std::string sync_token;           // Watermark of the last successful run.
   std::optional<absl::Time> last_sync_at;
   bool has_auth = false;  // A sealed auth_config is stored.
+  // mode "agent": the name or group of the agents that may run it.
+  std::string agent;
   absl::Time created_at;
   absl::Time updated_at;
 };
@@ -158,6 +160,7 @@ struct TokenRow {
   std::string prefix;
   absl::Time created_at;
   std::optional<absl::Time> revoked_at;
+  std::string agent_group;  // Registration tokens: the new agent's group.
 };
 
 struct AuditEntry {
@@ -168,6 +171,20 @@ struct AuditEntry {
   std::string resource_id;
   std::string request_id;
   std::string details_json = "{}";  // Never secrets.
+};
+
+// An on-prem agent (agents/), registered with a one-time token.
+struct AgentRow {
+  int64_t id = 0;
+  int64_t tenant_id = 0;
+  std::string name;
+  std::string group;
+  int64_t token_id = 0;
+  std::string version;
+  std::vector<std::string> connector_types;
+  bool online = false;
+  std::optional<absl::Time> last_seen_at;
+  absl::Time created_at;
 };
 
 // A webhook endpoint of a tenant. Its secret is sealed in the store and
@@ -324,6 +341,11 @@ class Store {
   // The tenant's sealed callback secret ("" if none yet; context
   // "callback:<tenant_id>").
   virtual absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) = 0;
+  virtual absl::StatusOr<int64_t> ListAgents(const ListQuery& q,
+                                             std::vector<AgentRow>* items) = 0;
+  virtual absl::StatusOr<AgentRow> GetAgent(int64_t tenant_id, int64_t id) = 0;
+  // The agent holding the agent token `token_id`; kNotFound if none.
+  virtual absl::StatusOr<AgentRow> AgentByToken(int64_t token_id) = 0;
   // A token by its hash, revoked or not; kNotFound if unknown.
   virtual absl::StatusOr<TokenRow> FindToken(absl::string_view hash) = 0;
   // Runs left running, of any tenant (for resuming at start-up).
@@ -379,6 +401,21 @@ class Store {
 
   virtual absl::StatusOr<std::unique_ptr<RunWriter>> OpenRunWriter(
       const RunRow& run) = 0;
+
+  // --- Agents (dispatcher/agents/) ---
+  // Exchanges a registration token (by hash; it must be unrevoked) for a
+  // new agent and its agent token (stored by hash), in one transaction that
+  // also revokes the registration token: it works once.
+  // kPermissionDenied for an unknown, used or revoked token.
+  virtual absl::StatusOr<AgentRow> RegisterAgent(
+      absl::string_view registration_hash, absl::string_view name,
+      absl::string_view agent_token_hash, absl::string_view agent_prefix) = 0;
+  // Records the agent's connection state and publishes agent.online /
+  // agent.offline when `online` changes. `hello` fields are kept when empty.
+  virtual absl::Status SetAgentOnline(
+      int64_t agent_id, bool online, absl::string_view version,
+      const std::vector<std::string>& types) = 0;
+  virtual absl::Status TouchAgent(int64_t agent_id) = 0;  // last_seen_at
 
   // --- Delivery (dispatcher/delivery/) ---
   // Pending deliveries due at `now`, at most one per endpoint (the oldest:

@@ -70,6 +70,16 @@ class StoreWrapper : public Store {
   absl::StatusOr<std::string> CallbackSecret(int64_t tenant_id) override {
     return base_.CallbackSecret(tenant_id);
   }
+  absl::StatusOr<int64_t> ListAgents(const ListQuery& q,
+                                     std::vector<AgentRow>* items) override {
+    return base_.ListAgents(q, items);
+  }
+  absl::StatusOr<AgentRow> GetAgent(int64_t tenant_id, int64_t id) override {
+    return base_.GetAgent(tenant_id, id);
+  }
+  absl::StatusOr<AgentRow> AgentByToken(int64_t token_id) override {
+    return base_.AgentByToken(token_id);
+  }
   absl::StatusOr<TokenRow> FindToken(absl::string_view hash) override {
     return base_.FindToken(hash);
   }
@@ -123,6 +133,21 @@ class StoreWrapper : public Store {
   absl::StatusOr<std::vector<idsync::v1::Reject>> ListRejects(
       int64_t tenant_id, int64_t run_id, int limit) override {
     return base_.ListRejects(tenant_id, run_id, limit);
+  }
+  absl::StatusOr<AgentRow> RegisterAgent(
+      absl::string_view registration_hash, absl::string_view name,
+      absl::string_view agent_token_hash,
+      absl::string_view agent_prefix) override {
+    return base_.RegisterAgent(registration_hash, name, agent_token_hash,
+                               agent_prefix);
+  }
+  absl::Status SetAgentOnline(int64_t agent_id, bool online,
+                              absl::string_view version,
+                              const std::vector<std::string>& types) override {
+    return base_.SetAgentOnline(agent_id, online, version, types);
+  }
+  absl::Status TouchAgent(int64_t agent_id) override {
+    return base_.TouchAgent(agent_id);
   }
   absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
                                                          int limit) override {

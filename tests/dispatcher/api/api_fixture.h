@@ -99,6 +99,8 @@ struct TenantData {
   int64_t grant_id = 0;
   int64_t webhook_id = 0;   // Wants identity.*; on loopback.
   int64_t delivery_id = 0;  // Its delivery of the API identity's creation.
+  int64_t agent_id = 0;     // A registered agent, "<marker>-agent".
+  std::string agent_token;  // Its agent token (idsync_agt_...).
   std::string marker;       // Appears in this tenant's data and nowhere else.
 };
 
@@ -193,6 +195,44 @@ class ApiTest : public ::testing::Test {
     });
     EXPECT_TRUE(s.ok()) << s;
     return secret;
+  }
+
+  // A registration token created through the API (201); its id in *id.
+  std::string CreateRegistrationToken(const std::string& admin,
+                                      const std::string& name,
+                                      const std::string& group = "",
+                                      int64_t* id = nullptr) {
+    Json body = {{"name", name}};
+    if (!group.empty()) body["group"] = group;
+    Reply r = Post("/api/v1/agents/registration-tokens", admin, body);
+    EXPECT_EQ(r.status, 201) << r.Describe();
+    if (r.status != 201) return "";
+    if (id != nullptr) *id = r.json["id"].get<int64_t>();
+    return r.json["token"].get<std::string>();
+  }
+  // Registers an agent with a registration token the way the agent spine
+  // does (Store::RegisterAgent); its new agent token in *agent_token.
+  absl::StatusOr<AgentRow> RegisterWith(const std::string& registration,
+                                        const std::string& name = "",
+                                        std::string* agent_token = nullptr) {
+    const std::string secret = NewToken(kAgentTokenPrefix);
+    auto agent =
+        store_->RegisterAgent(TokenHash(registration), name, TokenHash(secret),
+                              secret.substr(0, kAgentTokenPrefix.size() + 4));
+    if (agent.ok() && agent_token != nullptr) *agent_token = secret;
+    return agent;
+  }
+  // A registration token through the API, then an agent registered with it;
+  // the agent's id.
+  int64_t RegisterAgent(const std::string& admin, const std::string& name,
+                        const std::string& group = "",
+                        std::string* agent_token = nullptr) {
+    const std::string registration =
+        CreateRegistrationToken(admin, name, group);
+    if (registration.empty()) return 0;
+    auto agent = RegisterWith(registration, "", agent_token);
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    return agent.ok() ? agent->id : 0;
   }
 
   // --- HTTP
@@ -581,6 +621,9 @@ class ApiTest : public ::testing::Test {
     InsertRecords(t, marker);
     t.auditor = CreateToken(t.admin, absl::StrCat(marker, "-auditor"),
                             "auditor", &t.auditor_token_id);
+    t.agent_id = RegisterAgent(t.admin, absl::StrCat(marker, "-agent"),
+                               absl::StrCat(marker, "-sites"), &t.agent_token);
+    EXPECT_GT(t.agent_id, 0);
     return t;
   }
 
@@ -597,7 +640,7 @@ class ApiTest : public ::testing::Test {
     for (const char* table :
          {"identities", "accounts", "entitlements", "grants", "connectors",
           "sync_runs", "tokens", "audit_events", "idempotency_keys", "webhooks",
-          "deliveries", "outbox"}) {
+          "deliveries", "outbox", "agents"}) {
       counts[table] = Count(absl::StrCat("SELECT count(*) FROM ", table));
     }
     counts["webhook_changes"] =
@@ -692,6 +735,9 @@ class ApiTest : public ::testing::Test {
          1},
         {"POST", R"(/api/v1/tokens)", "token.create", "token", 0},
         {"POST", R"(/api/v1/tokens/(\d+)/revoke)", "token.revoke", "token", 1},
+        {"POST", R"(/api/v1/agents/registration-tokens)",
+         "registration_token.create", "token", 0},
+        {"DELETE", R"(/api/v1/agents/(\d+))", "agent.revoke", "agent", 1},
         {"POST", R"(/api/v1/webhooks)", "webhook.create", "webhook", 0},
         {"PATCH", R"(/api/v1/webhooks/(\d+))", "webhook.update", "webhook", 1},
         {"DELETE", R"(/api/v1/webhooks/(\d+))", "webhook.delete", "webhook", 1},
@@ -709,7 +755,8 @@ class ApiTest : public ::testing::Test {
       *type = rule.type;
       if (rule.id_group > 0) {
         *id = m[rule.id_group].str();
-      } else if (w.response.contains(rule.type)) {  // {token, secret}, ...
+      } else if (w.response.contains(rule.type) &&
+                 w.response[rule.type].is_object()) {  // {token, secret}, ...
         *id = absl::StrCat(w.response[rule.type].value("id", int64_t{0}));
       } else {
         *id = absl::StrCat(w.response.value("id", int64_t{0}));

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "connector/rate_limiter.h"
 #include "connector/registry.h"
+#include "dispatcher/agents/agent_hub.h"
 #include "dispatcher/api/control_plane_service.h"
 #include "dispatcher/api/status_mapping.h"
 #include "dispatcher/metrics.h"
@@ -120,6 +121,10 @@ class GrpcServiceTest : public ::testing::Test {
                                              SyncWorkers::Options{});
     ControlPlaneServiceOptions service_options;
     service_options.allow_private_callbacks = allow_private_callbacks_;
+    if (with_agent_hub_) {
+      hub_ = std::make_unique<AgentHub>(*store_, Clock::Real());
+      service_options.agents = hub_.get();
+    }
     service_ = std::make_unique<ControlPlaneService>(
         *store_, registry_, *secrets_, *workers_, service_options);
     limiter_ = std::make_unique<RateLimiter>(limiter_clock_, 100, 200);
@@ -130,6 +135,7 @@ class GrpcServiceTest : public ::testing::Test {
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     builder.RegisterService(grpc_service_.get());
+    if (hub_ != nullptr) builder.RegisterService(hub_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     channel_ = server_->InProcessChannel(grpc::ChannelArguments());
@@ -144,7 +150,13 @@ class GrpcServiceTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_ != nullptr) server_->Shutdown();
+    if (server_ != nullptr && hub_ != nullptr) {
+      // Agent streams a test left open are cut after a grace period.
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(5));
+    } else if (server_ != nullptr) {
+      server_->Shutdown();
+    }
     if (workers_ != nullptr) workers_->WaitIdle();
   }
 
@@ -244,6 +256,7 @@ class GrpcServiceTest : public ::testing::Test {
   testing::FakeClock worker_clock_;
   testing::FakeClock limiter_clock_;  // Frozen unless a test advances it.
   std::unique_ptr<SyncWorkers> workers_;
+  std::unique_ptr<AgentHub> hub_;  // With with_agent_hub_; outlives server_.
   std::unique_ptr<ControlPlaneService> service_;
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<ControlPlaneGrpc> grpc_service_;
@@ -255,6 +268,9 @@ class GrpcServiceTest : public ::testing::Test {
   // Webhooks and callbacks on loopback are allowed unless a fixture's
   // constructor says otherwise.
   bool allow_private_callbacks_ = true;
+  // Serve AgentSpine from an AgentHub and give it to the service, as
+  // main.cc does.
+  bool with_agent_hub_ = false;
 };
 
 TEST_F(GrpcServiceTest, MissingMalformedUnknownAndRevokedTokensAreRefused) {
@@ -1209,6 +1225,356 @@ TEST_F(GrpcWebhookTest, CallbackSecretIsAdminOnlyAndStable) {
   EXPECT_EQ(second.secret(), first.secret());
   ASSERT_TRUE(CallbackSecret(other_admin_, &theirs).ok());
   EXPECT_NE(theirs.secret(), first.secret());
+}
+
+// --- Agents ------------------------------------------------------------------
+
+// With an AgentHub serving AgentSpine on the same server, as main.cc runs it.
+class GrpcAgentTest : public GrpcServiceTest {
+ protected:
+  GrpcAgentTest() { with_agent_hub_ = true; }
+
+  // An agent's stream to the hub.
+  struct AgentStream {
+    std::unique_ptr<grpc::ClientContext> context;
+    std::unique_ptr<
+        grpc::ClientReaderWriter<v1::AgentMessage, v1::DispatcherMessage>>
+        stream;
+  };
+
+  grpc::Status CreateRegistration(const std::string& token,
+                                  const std::string& name,
+                                  const std::string& group,
+                                  v1::CreateRegistrationTokenResponse* out,
+                                  const std::string& idempotency_key = "") {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    if (!idempotency_key.empty()) {
+      context.AddMetadata("idempotency-key", idempotency_key);
+    }
+    v1::CreateRegistrationTokenRequest request;
+    request.set_name(name);
+    request.set_group(group);
+    return stub_->CreateRegistrationToken(&context, request, out);
+  }
+
+  // Registers through the store, as the spine does; the agent token in
+  // *agent_token.
+  absl::StatusOr<AgentRow> RegisterWith(const std::string& registration,
+                                        std::string* agent_token = nullptr) {
+    const std::string secret = idsync::NewToken(kAgentTokenPrefix);
+    auto agent =
+        store_->RegisterAgent(TokenHash(registration), "", TokenHash(secret),
+                              secret.substr(0, kAgentTokenPrefix.size() + 4));
+    if (agent.ok() && agent_token != nullptr) *agent_token = secret;
+    return agent;
+  }
+
+  // A registration token from `admin`, then an agent registered with it.
+  int64_t NewAgent(const std::string& admin, const std::string& name,
+                   const std::string& group, std::string* agent_token) {
+    v1::CreateRegistrationTokenResponse registration;
+    grpc::Status s = CreateRegistration(admin, name, group, &registration);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    auto agent = RegisterWith(registration.token(), agent_token);
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    return agent.ok() ? agent->id : 0;
+  }
+
+  grpc::Status GetAgent(const std::string& token, int64_t id, v1::Agent* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::GetByIdRequest request;
+    request.set_id(id);
+    return stub_->GetAgent(&context, request, out);
+  }
+  grpc::Status ListAgents(const std::string& token,
+                          v1::ListAgentsResponse* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    return stub_->ListAgents(&context, v1::PageRequest(), out);
+  }
+  grpc::Status DeleteAgent(const std::string& token, int64_t id,
+                           v1::Agent* out) {
+    grpc::ClientContext context;
+    Authorize(&context, token);
+    v1::GetByIdRequest request;
+    request.set_id(id);
+    return stub_->DeleteAgent(&context, request, out);
+  }
+
+  // Opens the agent's stream and says hello; *welcome is the answer (the
+  // stream is open if it came).
+  AgentStream Connect(const std::string& agent_token,
+                      v1::DispatcherMessage* welcome) {
+    AgentStream a;
+    a.context = std::make_unique<grpc::ClientContext>();
+    a.context->AddMetadata("authorization",
+                           absl::StrCat("Bearer ", agent_token));
+    // Only a safety net: a broken hub fails the test instead of hanging it.
+    a.context->set_deadline(std::chrono::system_clock::now() +
+                            std::chrono::seconds(30));
+    a.stream = spine_->Connect(a.context.get());
+    v1::AgentMessage hello;
+    hello.mutable_hello()->set_version("2.1.0");
+    hello.mutable_hello()->add_connector_types("csv");
+    hello.mutable_hello()->add_connector_types("ldap");
+    hello.mutable_hello()->set_capacity(1);
+    a.stream->Write(hello);
+    if (!a.stream->Read(welcome)) welcome->Clear();
+    return a;
+  }
+
+  // Reads until the hub closes the stream; how long that took.
+  static absl::Duration WaitForClose(AgentStream& a, grpc::Status* status) {
+    const absl::Time start = absl::Now();
+    v1::DispatcherMessage m;
+    while (a.stream->Read(&m)) {
+    }
+    *status = a.stream->Finish();
+    return absl::Now() - start;
+  }
+
+  void SetUp() override {
+    GrpcServiceTest::SetUp();
+    if (channel_ != nullptr) spine_ = v1::AgentSpine::NewStub(channel_);
+  }
+
+  std::unique_ptr<v1::AgentSpine::Stub> spine_;
+};
+
+TEST_F(GrpcAgentTest, RegistrationTokenIsAdminOnlyAndShownOnce) {
+  v1::CreateRegistrationTokenResponse first, replay, refused;
+  ASSERT_TRUE(
+      CreateRegistration(admin_, "branch-dc1", "sites", &first, "reg-1").ok());
+  EXPECT_TRUE(absl::StartsWith(first.token(), "idsync_reg_")) << first.token();
+  EXPECT_GT(first.id(), 0);
+  EXPECT_EQ(first.name(), "branch-dc1");
+  EXPECT_EQ(first.group(), "sites");
+  EXPECT_TRUE(first.has_created_at());
+  ASSERT_TRUE(
+      CreateRegistration(admin_, "branch-dc1", "sites", &replay, "reg-1").ok());
+  EXPECT_EQ(replay.id(), first.id());
+  EXPECT_EQ(replay.token(), "");
+  EXPECT_EQ(testing::QueryInt(dir_->File("store.db"),
+                              absl::StrCat("SELECT count(*) FROM "
+                                           "idempotency_keys WHERE "
+                                           "instr(response, '",
+                                           first.token().substr(11), "') > 0"))
+                .value_or(-1),
+            0);
+  auto row = store_->FindToken(TokenHash(first.token()));
+  ASSERT_TRUE(row.ok()) << row.status();
+  EXPECT_EQ(row->kind, "registration");
+  EXPECT_EQ(row->role, "agent");
+  EXPECT_EQ(row->agent_group, "sites");
+
+  const std::string auditor = NewToken("reader", "auditor");
+  ExpectCode(CreateRegistration(auditor, "dc2", "", &refused),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+  ExpectCode(CreateRegistration(admin_, "bad name!", "", &refused),
+             grpc::StatusCode::INVALID_ARGUMENT, 400);
+  EXPECT_EQ(refused.token(), "");
+}
+
+TEST_F(GrpcAgentTest, AgentsAreListedReadAndRegisterOnce) {
+  v1::CreateRegistrationTokenResponse registration;
+  ASSERT_TRUE(
+      CreateRegistration(admin_, "branch-dc1", "sites", &registration).ok());
+  auto agent = RegisterWith(registration.token());
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  auto again = RegisterWith(registration.token());
+  EXPECT_TRUE(absl::IsPermissionDenied(again.status())) << again.status();
+  // Through the spine as well.
+  grpc::ClientContext context;
+  v1::RegisterAgentRequest request;
+  request.set_registration_token(registration.token());
+  v1::RegisterAgentResponse response;
+  ExpectCode(spine_->Register(&context, request, &response),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+
+  v1::ListAgentsResponse list;
+  ASSERT_TRUE(ListAgents(admin_, &list).ok());
+  ASSERT_EQ(list.total(), 1);
+  ASSERT_EQ(list.items_size(), 1);
+  const v1::Agent& a = list.items(0);
+  EXPECT_EQ(a.id(), agent->id);
+  EXPECT_EQ(a.name(), "branch-dc1");
+  EXPECT_EQ(a.group(), "sites");
+  EXPECT_EQ(a.token_id(), agent->token_id);
+  EXPECT_FALSE(a.online());
+  EXPECT_FALSE(a.has_revoked_at());
+  EXPECT_TRUE(a.has_created_at());
+  v1::Agent got;
+  ASSERT_TRUE(GetAgent(admin_, agent->id, &got).ok());
+  EXPECT_TRUE(MessageDifferencer::Equals(got, a));
+  const std::string auditor = NewToken("reader", "auditor");
+  EXPECT_TRUE(GetAgent(auditor, agent->id, &got).ok());
+
+  // With a hub, online is the hub's word: a stored flag without a stream
+  // (say, left by a crashed process) is not online.
+  ASSERT_TRUE(store_->SetAgentOnline(agent->id, true, "2.0.0", {"csv"}).ok());
+  ASSERT_TRUE(GetAgent(admin_, agent->id, &got).ok());
+  EXPECT_FALSE(got.online());
+  EXPECT_EQ(got.version(), "2.0.0");
+
+  ExpectCode(GetAgent(other_admin_, agent->id, &got),
+             grpc::StatusCode::NOT_FOUND, 404);
+  ExpectCode(DeleteAgent(other_admin_, agent->id, &got),
+             grpc::StatusCode::NOT_FOUND, 404);
+  ExpectCode(DeleteAgent(auditor, agent->id, &got),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+  ASSERT_TRUE(ListAgents(other_admin_, &list).ok());
+  EXPECT_EQ(list.total(), 0);
+}
+
+// A registered agent connects; DELETE revokes its token and closes its
+// stream at once, and the token cannot connect again.
+TEST_F(GrpcAgentTest, DeleteAgentClosesItsStreamAtOnce) {
+  v1::CreateRegistrationTokenResponse registration;
+  ASSERT_TRUE(
+      CreateRegistration(admin_, "branch-dc1", "sites", &registration).ok());
+  // Registered through the spine, as idsync-agent does.
+  grpc::ClientContext register_context;
+  v1::RegisterAgentRequest request;
+  request.set_registration_token(registration.token());
+  v1::RegisterAgentResponse registered;
+  grpc::Status s = spine_->Register(&register_context, request, &registered);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(absl::StartsWith(registered.agent_token(), "idsync_agt_"));
+  const int64_t id = registered.agent_id();
+
+  v1::DispatcherMessage welcome;
+  AgentStream stream = Connect(registered.agent_token(), &welcome);
+  ASSERT_TRUE(welcome.has_welcome()) << welcome.DebugString();
+  EXPECT_EQ(welcome.welcome().agent_id(), id);
+  v1::Agent agent;
+  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  EXPECT_TRUE(agent.online());
+  EXPECT_EQ(agent.version(), "2.1.0");
+  EXPECT_THAT(agent.connector_types(), ::testing::ElementsAre("csv", "ldap"));
+  EXPECT_TRUE(agent.has_last_seen_at());
+  // Its token is still only for the spine.
+  v1::ListAgentsResponse list;
+  ExpectCode(ListAgents(registered.agent_token(), &list),
+             grpc::StatusCode::PERMISSION_DENIED, 403);
+
+  v1::Agent deleted;
+  ASSERT_TRUE(DeleteAgent(admin_, id, &deleted).ok());
+  EXPECT_FALSE(deleted.online());
+  EXPECT_TRUE(deleted.has_revoked_at());
+  grpc::Status closed;
+  EXPECT_LT(WaitForClose(stream, &closed), absl::Seconds(5));
+  EXPECT_FALSE(closed.ok());
+  auto token = store_->FindToken(TokenHash(registered.agent_token()));
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_TRUE(token->revoked_at.has_value());
+
+  // Refused from now on: on the spine, and here (401).
+  v1::DispatcherMessage none;
+  AgentStream retry = Connect(registered.agent_token(), &none);
+  EXPECT_FALSE(none.has_welcome());
+  grpc::Status refused;
+  WaitForClose(retry, &refused);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << refused.error_message();
+  ExpectCode(ListAgents(registered.agent_token(), &list),
+             grpc::StatusCode::UNAUTHENTICATED, 401);
+  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  EXPECT_FALSE(agent.online());
+  EXPECT_TRUE(
+      MessageDifferencer::Equals(agent.revoked_at(), deleted.revoked_at()));
+}
+
+// Revoking the agent's token through RevokeToken does the same.
+TEST_F(GrpcAgentTest, RevokingAnAgentsTokenClosesItsStream) {
+  std::string agent_token;
+  const int64_t id = NewAgent(admin_, "branch-dc1", "", &agent_token);
+  ASSERT_GT(id, 0);
+  v1::DispatcherMessage welcome;
+  AgentStream stream = Connect(agent_token, &welcome);
+  ASSERT_TRUE(welcome.has_welcome()) << welcome.DebugString();
+  v1::Agent agent;
+  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  ASSERT_TRUE(agent.online());
+
+  grpc::ClientContext context;
+  Authorize(&context, admin_);
+  v1::GetByIdRequest request;
+  request.set_id(agent.token_id());
+  v1::Token revoked;
+  grpc::Status s = stub_->RevokeToken(&context, request, &revoked);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(revoked.has_revoked_at());
+  grpc::Status closed;
+  EXPECT_LT(WaitForClose(stream, &closed), absl::Seconds(5));
+  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  EXPECT_FALSE(agent.online());
+  EXPECT_TRUE(agent.has_revoked_at());
+}
+
+TEST_F(GrpcAgentTest, AgentAndRegistrationTokensAreRefused) {
+  std::string agent_token;
+  ASSERT_GT(NewAgent(admin_, "branch-dc1", "", &agent_token), 0);
+  v1::CreateRegistrationTokenResponse registration;
+  ASSERT_TRUE(CreateRegistration(admin_, "dc2", "", &registration).ok());
+  for (const std::string& token : {agent_token, registration.token()}) {
+    SCOPED_TRACE(token.substr(0, 11));
+    v1::ListAgentsResponse list;
+    grpc::Status s = ListAgents(token, &list);
+    ExpectCode(s, grpc::StatusCode::PERMISSION_DENIED, 403);
+    EXPECT_THAT(s.error_message(), HasSubstr("only works on the agent spine"));
+    v1::CreateRegistrationTokenResponse more;
+    ExpectCode(CreateRegistration(token, "sneaky", "", &more),
+               grpc::StatusCode::PERMISSION_DENIED, 403);
+    Create(token, "E1", &s);
+    ExpectCode(s, grpc::StatusCode::PERMISSION_DENIED, 403);
+  }
+  // The registration token still works once.
+  EXPECT_TRUE(RegisterWith(registration.token()).ok());
+}
+
+TEST_F(GrpcAgentTest, ConnectorsInAgentModeAreBoundToAgents) {
+  auto create = [&](const std::string& business_id, const std::string& agent,
+                    v1::ConfiguredConnector* out) {
+    grpc::ClientContext context;
+    Authorize(&context, admin_);
+    v1::CreateConnectorRequest request;
+    request.set_business_id(business_id);
+    request.set_type("csv");
+    request.set_mode("agent");
+    request.set_agent(agent);
+    (*request.mutable_config()->mutable_fields())["path"].set_string_value(
+        "/srv/agent-only/hr.csv");
+    return stub_->CreateConnector(&context, request, out);
+  };
+  v1::ConfiguredConnector connector;
+  ASSERT_TRUE(create("onprem-hr", "sites", &connector).ok());
+  EXPECT_EQ(connector.mode(), "agent");
+  EXPECT_EQ(connector.agent(), "sites");
+  v1::ConfiguredConnector unbound;
+  grpc::Status s = create("unbound-hr", "", &unbound);
+  ExpectCode(s, grpc::StatusCode::INVALID_ARGUMENT, 400);
+  EXPECT_THAT(s.error_message(), HasSubstr("'agent' is required"));
+
+  grpc::ClientContext test_context;
+  Authorize(&test_context, admin_);
+  v1::GetByIdRequest by_id;
+  by_id.set_id(connector.id());
+  v1::TestConnectorResponse tested;
+  s = stub_->TestConnector(&test_context, by_id, &tested);
+  ExpectCode(s, grpc::StatusCode::FAILED_PRECONDITION, 409);
+  EXPECT_THAT(s.error_message(), HasSubstr("not supported"));
+
+  grpc::ClientContext update_context;
+  Authorize(&update_context, admin_);
+  v1::UpdateConnectorRequest update;
+  update.set_id(connector.id());
+  update.set_agent("branch-dc1");
+  v1::ConfiguredConnector updated;
+  s = stub_->UpdateConnector(&update_context, update, &updated);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(updated.agent(), "branch-dc1");
 }
 
 }  // namespace

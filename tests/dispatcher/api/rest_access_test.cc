@@ -32,7 +32,8 @@ enum class IdOf {
   kRun,
   kToken,
   kWebhook,
-  kDelivery  // {id} the webhook, {delivery_id} its delivery.
+  kDelivery,  // {id} the webhook, {delivery_id} its delivery.
+  kAgent
 };
 
 // What a route needs: open to anyone, any service token, or a tenant's data
@@ -78,6 +79,10 @@ const std::vector<RouteSpec>& AllRoutes() {
       {"GET", "/api/v1/tokens", IdOf::kNone, Kind::kRead},
       {"POST", "/api/v1/tokens", IdOf::kNone, Kind::kWrite},
       {"POST", "/api/v1/tokens/{id}/revoke", IdOf::kToken, Kind::kWrite},
+      {"POST", "/api/v1/agents/registration-tokens", IdOf::kNone, Kind::kWrite},
+      {"GET", "/api/v1/agents", IdOf::kNone, Kind::kRead},
+      {"GET", "/api/v1/agents/{id}", IdOf::kAgent, Kind::kRead},
+      {"DELETE", "/api/v1/agents/{id}", IdOf::kAgent, Kind::kWrite},
       {"GET", "/api/v1/audit-events", IdOf::kNone, Kind::kRead},
       {"GET", "/api/v1/webhooks", IdOf::kNone, Kind::kRead},
       {"POST", "/api/v1/webhooks", IdOf::kNone, Kind::kWrite},
@@ -117,6 +122,8 @@ int64_t IdIn(const TenantData& t, IdOf id) {
     case IdOf::kWebhook:
     case IdOf::kDelivery:
       return t.webhook_id;
+    case IdOf::kAgent:
+      return t.agent_id;
     case IdOf::kNone:
       break;
   }
@@ -180,6 +187,9 @@ class RestAccessTest : public ApiTest {
                               WriteCsv("any.csv", 1))
           .dump();
     }
+    if (path == "/api/v1/agents/registration-tokens") {
+      return Json({{"name", absl::StrCat("new-agent-", serial_)}}).dump();
+    }
     if (path == "/api/v1/tokens") {
       return Json({{"name", absl::StrCat("new-token-", serial_)},
                    {"role", "auditor"}})
@@ -200,7 +210,7 @@ class RestAccessTest : public ApiTest {
     for (const char* table :
          {"identities", "accounts", "entitlements", "grants", "connectors",
           "sync_runs", "tokens", "audit_events", "idempotency_keys", "webhooks",
-          "deliveries", "outbox"}) {
+          "deliveries", "outbox", "agents"}) {
       state[table] = Count(absl::StrCat("SELECT count(*) FROM ", table,
                                         " WHERE tenant_id=", tenant));
     }
@@ -292,8 +302,8 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
       }
     }
   }
-  EXPECT_EQ(id_routes, 21);
-  EXPECT_EQ(lists, 8);
+  EXPECT_EQ(id_routes, 23);
+  EXPECT_EQ(lists, 9);
 
   // B's own runs list holds B's run only.
   Reply runs = Get(absl::StrCat("/api/v1/connectors/", b.connector_id, "/runs"),
@@ -328,6 +338,9 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
   EXPECT_EQ(identity.json["department"], "alphamark");
   EXPECT_EQ(Get("/api/v1/identities", a.auditor).status, 200)
       << "A's auditor token was revoked";
+  Reply agent = Get(absl::StrCat("/api/v1/agents/", a.agent_id), a.admin);
+  ASSERT_EQ(agent.status, 200) << agent.Describe();
+  EXPECT_TRUE(agent.json["revoked_at"].is_null()) << "A's agent was revoked";
   EXPECT_EQ(
       Get(absl::StrCat("/api/v1/sync-runs/", a.run_id), a.admin).json["status"],
       "succeeded");
@@ -365,8 +378,8 @@ TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
       }
     }
   }
-  EXPECT_EQ(writes, 15);
-  EXPECT_EQ(reads, 19);
+  EXPECT_EQ(writes, 17);
+  EXPECT_EQ(reads, 21);
   EXPECT_EQ(admin_reads, 1);
   // And the same requests with the admin token go through (the table is
   // not refused for some other reason).
@@ -376,25 +389,37 @@ TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
   EXPECT_EQ(patched.status, 200) << patched.Describe();
 }
 
-// Agent tokens work on the agent spine only: 403 on every API route.
+// Agent tokens work on the agent spine only: 403 on every API route. So do
+// registration tokens, which are for registering an agent there.
 TEST_F(RestAccessTest, AgentTokenIsRefusedOnEveryRoute) {
   const TenantData a = SeedTenant("acme", "alphamark", admin_);
-  const std::string agent = InsertAgentToken(a.tenant_id);
+  const std::string inserted = InsertAgentToken(a.tenant_id);
+  const std::string registration =
+      CreateRegistrationToken(a.admin, "unused-agent", "dc1");
   ASSERT_FALSE(HasFailure());
-  int refused = 0;
-  for (const RouteSpec& r : AllRoutes()) {
-    SCOPED_TRACE(absl::StrCat(r.method, " ", r.path));
-    const auto before = RowCounts();
-    Reply reply = Send(r.method, PathOf(r, a), agent, BodyOf(r));
-    if (r.kind == Kind::kPublic) {
-      EXPECT_EQ(reply.status, 200) << reply.Describe();
-      continue;
+  for (const auto& [name, token] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"registered agent", a.agent_token},
+           {"agent token", inserted},
+           {"registration token", registration}}) {
+    SCOPED_TRACE(name);
+    int refused = 0;
+    for (const RouteSpec& r : AllRoutes()) {
+      SCOPED_TRACE(absl::StrCat(r.method, " ", r.path));
+      const auto before = RowCounts();
+      Reply reply = Send(r.method, PathOf(r, a), token, BodyOf(r));
+      if (r.kind == Kind::kPublic) {
+        EXPECT_EQ(reply.status, 200) << reply.Describe();
+        continue;
+      }
+      ++refused;
+      ExpectError(reply, 403, "permission_denied", "only works on the agent");
+      EXPECT_EQ(RowCounts(), before);
     }
-    ++refused;
-    ExpectError(reply, 403, "permission_denied", "agent");
-    EXPECT_EQ(RowCounts(), before);
+    EXPECT_EQ(refused, 39);
   }
-  EXPECT_EQ(refused, 35);
+  // The registration token was not used up by any of that.
+  EXPECT_TRUE(RegisterWith(registration).ok());
 }
 
 TEST_F(RestAccessTest, RevokedTokenIsUnauthenticated) {

@@ -12,6 +12,9 @@
 //      by ajv-formats; the successful requests must use only the query
 //      parameters and body fields the document declares;
 //   3. an operation in the document that was not exercised is a failure.
+// Agents register on the gRPC agent spine (AgentSpine.Register), which the
+// walk calls with a minimal gRPC client over node:http2, as idsync-agent
+// would.
 //
 // Usage: node validate_openapi.mjs PATH/TO/idsync-dispatcher
 //        (or IDSYNC_DISPATCHER=PATH node validate_openapi.mjs)
@@ -23,6 +26,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,7 +88,8 @@ function bootstrap(bin, db) {
   return token;
 }
 
-// Starts `serve` on free ports; resolves with the HTTP port from its log.
+// Starts `serve` on free ports; resolves with {http, grpc}, the ports from
+// its log.
 function startDispatcher(bin, db) {
   const child = spawn(bin, [
     'serve', '--db', db,  // The secrets key: DB.key, created on start.
@@ -101,10 +106,10 @@ function startDispatcher(bin, db) {
         20_000);
     const onData = (chunk) => {
       output += chunk.toString();
-      const m = output.match(/ http=[^\s]*:(\d+) /);
+      const m = output.match(/ http=[^\s]*:(\d+) grpc=[^\s]*:(\d+)/);
       if (m) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve({http: Number(m[1]), grpc: Number(m[2])});
       }
     };
     child.stdout.on('data', onData);
@@ -148,6 +153,103 @@ function writeCsv(file, rows) {
     lines.push(`E${i},e${i}@example.com,First${i},Last${i},Dept${i % 4}`);
   }
   fs.writeFileSync(file, lines.join('\n') + '\n');
+}
+
+// --- A minimal gRPC client (unary calls, plaintext) -------------------------
+
+// Protocol Buffers wire format, for the few messages the walk sends: string
+// fields only.
+function encodeStrings(fields) {
+  const parts = [];
+  const varint = (n) => {
+    const bytes = [];
+    while (n > 0x7f) {
+      bytes.push((n & 0x7f) | 0x80);
+      n >>>= 7;
+    }
+    bytes.push(n);
+    return Buffer.from(bytes);
+  };
+  for (const [number, value] of Object.entries(fields)) {
+    const bytes = Buffer.from(value, 'utf8');
+    parts.push(varint((Number(number) << 3) | 2), varint(bytes.length), bytes);
+  }
+  return Buffer.concat(parts);
+}
+
+// Decodes varint (as Number) and length-delimited (as string) fields.
+function decodeFields(buffer) {
+  const fields = {};
+  let at = 0;
+  const varint = () => {
+    let n = 0;
+    let shift = 0;
+    for (;;) {
+      const b = buffer[at++];
+      n += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return n;
+      shift += 7;
+    }
+  };
+  while (at < buffer.length) {
+    const key = varint();
+    const number = Math.floor(key / 8);
+    const type = key % 8;
+    if (type === 0) {
+      fields[number] = varint();
+    } else if (type === 2) {
+      const length = varint();
+      fields[number] = buffer.subarray(at, at + length).toString('utf8');
+      at += length;
+    } else {
+      throw new SetupError(`gRPC: cannot decode wire type ${type}`);
+    }
+  }
+  return fields;
+}
+
+// One unary call: resolves with {code, message, fields} (the decoded
+// response when code is 0).
+function grpcUnary(port, method, request) {
+  return new Promise((resolve, reject) => {
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    client.on('error', reject);
+    const frame = Buffer.alloc(5 + request.length);
+    frame.writeUInt32BE(request.length, 1);
+    request.copy(frame, 5);
+    const call = client.request({
+      ':method': 'POST',
+      ':path': method,
+      'content-type': 'application/grpc',
+      'te': 'trailers',
+    });
+    call.setTimeout(REQUEST_TIMEOUT_MS, () => {
+      call.close();
+      reject(new SetupError(`gRPC ${method}: timed out`));
+    });
+    let headers = {};
+    let trailers = {};
+    const chunks = [];
+    call.on('response', (h) => { headers = h; });
+    call.on('trailers', (t) => { trailers = t; });
+    call.on('data', (chunk) => chunks.push(chunk));
+    call.on('error', (e) => {
+      client.close();
+      reject(e);
+    });
+    call.on('end', () => {
+      client.close();
+      const code = Number(trailers['grpc-status'] ?? headers['grpc-status']);
+      const message = decodeURIComponent(
+          trailers['grpc-message'] ?? headers['grpc-message'] ?? '');
+      const body = Buffer.concat(chunks);
+      const fields = code === 0 && body.length >= 5
+          ? decodeFields(body.subarray(5, 5 + body.readUInt32BE(1)))
+          : {};
+      resolve({code, message, fields});
+    });
+    call.end(frame);
+  });
 }
 
 // swagger-parser checks an OpenAPI 3 document against the specification's
@@ -441,7 +543,7 @@ async function watchRun(api, checker, token, runId) {
 
 // --- The walk over the whole API ---------------------------------------------
 
-async function exercise(api, checker, {admin, db, dir}) {
+async function exercise(api, checker, {admin, db, dir, grpcPort}) {
   const must = (condition, message) => {
     if (!condition) throw new SetupError(message);
   };
@@ -703,6 +805,76 @@ async function exercise(api, checker, {admin, db, dir}) {
   await api.request('GET', '/api/v1/audit-events?limit=100&action=sync.start',
                     {...auth, template: '/api/v1/audit-events'});
 
+  // Agents: a one-time registration token, exchanged on the agent spine for
+  // an agent and its token; listed, read, bound to a connector, revoked.
+  const regBody = {name: 'branch-dc1', group: 'branch-sites'};
+  const registration = await api.request(
+      'POST', '/api/v1/agents/registration-tokens',
+      {...auth, body: regBody, headers: {'Idempotency-Key': 'reg-dc1'}});
+  const regToken = registration.json?.token ?? '';
+  must(/^idsync_reg_/.test(regToken), `registration token: ${registration.text}`);
+  const regReplay = await api.request(
+      'POST', '/api/v1/agents/registration-tokens',
+      {...auth, body: regBody, headers: {'Idempotency-Key': 'reg-dc1'}});
+  must(regReplay.headers.get('idempotent-replayed') === 'true' &&
+           regReplay.json?.token === '' &&
+           regReplay.json?.id === registration.json.id,
+       `the replay of reg-dc1: ${regReplay.text}`);
+  const registered = await grpcUnary(
+      grpcPort, '/idsync.v1.AgentSpine/Register', encodeStrings({1: regToken}));
+  must(registered.code === 0,
+       `AgentSpine.Register: code ${registered.code} ${registered.message}`);
+  const agentId = registered.fields[1];
+  const agentToken = registered.fields[2] ?? '';
+  must(Number.isInteger(agentId) && /^idsync_agt_/.test(agentToken),
+       `AgentSpine.Register answered ${JSON.stringify(registered.fields)}`);
+  const again = await grpcUnary(
+      grpcPort, '/idsync.v1.AgentSpine/Register', encodeStrings({1: regToken}));
+  must(again.code === 7,  // PERMISSION_DENIED: it works once.
+       `a second AgentSpine.Register: code ${again.code} ${again.message}`);
+  const agents = await api.request('GET', '/api/v1/agents?limit=10', auth);
+  must(agents.json?.total === 1 && agents.json.items[0].id === agentId &&
+           agents.json.items[0].group === 'branch-sites',
+       `agents: ${agents.text}`);
+  await api.request('GET', `/api/v1/agents/${agentId}`,
+                    {...auth, template: '/api/v1/agents/{id}'});
+  // Agent and registration tokens only work on the spine.
+  await api.request('GET', '/api/v1/agents', {token: agentToken, expect: 403});
+  const onprem = await api.request('POST', '/api/v1/connectors', {
+    ...auth,
+    body: {
+      business_id: 'onprem-hr',
+      type: 'csv',
+      mode: 'agent',
+      agent: 'branch-sites',
+      config: {path: '/srv/on-the-agent/hr.csv'},
+    },
+  });
+  must(onprem.json?.mode === 'agent' && onprem.json.agent === 'branch-sites',
+       `agent connector: ${onprem.text}`);
+  await api.request('POST', '/api/v1/connectors', {
+    ...auth,
+    body: {business_id: 'unbound', type: 'csv', mode: 'agent', config: {}},
+    expect: 400,
+  });
+  await api.request('POST', `/api/v1/connectors/${onprem.json.id}/test`, {
+    ...auth,
+    template: '/api/v1/connectors/{id}/test',
+    expect: 409,
+  });
+  const revokedAgent = await api.request(
+      'DELETE', `/api/v1/agents/${agentId}`,
+      {...auth, template: '/api/v1/agents/{id}'});
+  must(typeof revokedAgent.json?.revoked_at === 'string' &&
+           revokedAgent.json.online === false,
+       `DELETE agent ${agentId}: ${revokedAgent.text}`);
+  await api.request('GET', '/api/v1/agents', {token: agentToken, expect: 401});
+  await api.request('GET', '/api/v1/agents/999999', {
+    ...auth,
+    template: '/api/v1/agents/{id}',
+    expect: 404,
+  });
+
   // Errors match the default Error schema.
   await api.request('GET', '/api/v1/identities', {expect: 401});
   await api.request('GET', '/api/v1/identities/999999', {
@@ -769,8 +941,9 @@ async function main() {
   try {
     const admin = bootstrap(bin, db);
     dispatcher = startDispatcher(bin, db);
-    const port = await dispatcher.ready;
-    log(`dispatcher on 127.0.0.1:${port}`);
+    const ports = await dispatcher.ready;
+    const port = ports.http;
+    log(`dispatcher on 127.0.0.1:${port} (gRPC ${ports.grpc})`);
 
     const res = await fetch(`http://127.0.0.1:${port}/openapi.json`,
                             {signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)});
@@ -793,7 +966,7 @@ async function main() {
     }
     checker = new Checker(doc, validators);
     api = new Api(`http://127.0.0.1:${port}`, checker);
-    await exercise(api, checker, {admin, db, dir});
+    await exercise(api, checker, {admin, db, dir, grpcPort: ports.grpc});
   } catch (e) {
     error = e;
   } finally {
