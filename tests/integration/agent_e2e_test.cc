@@ -78,11 +78,18 @@ class AgentE2eTest : public ::testing::Test {
   std::string Spine() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
 
   void StartDispatcher() {
-    auto child = ChildProcess::Start(
-        {IDSYNC_DISPATCHER_BIN, "serve", "--db", db_, "--http-listen",
-         absl::StrCat("127.0.0.1:", http_port_), "--grpc-listen", Spine(),
-         "--agent-timeout", "60"},
-        dir_);
+    std::vector<std::string> argv = {IDSYNC_DISPATCHER_BIN,
+                                     "serve",
+                                     "--db",
+                                     db_,
+                                     "--http-listen",
+                                     absl::StrCat("127.0.0.1:", http_port_),
+                                     "--grpc-listen",
+                                     Spine(),
+                                     "--agent-timeout",
+                                     "60"};
+    argv.insert(argv.end(), dispatcher_args_.begin(), dispatcher_args_.end());
+    auto child = ChildProcess::Start(argv, dir_);
     ASSERT_TRUE(child.ok()) << child.status();
     dispatcher_ = *std::move(child);
     for (int i = 0; i < 200; ++i) {
@@ -122,6 +129,12 @@ class AgentE2eTest : public ::testing::Test {
     return Json::parse(r->body, nullptr, false);
   }
 
+  // Agent connection flags: plaintext on loopback unless TLS is set up.
+  std::vector<std::string> ConnectFlags() const {
+    if (ca_file_.empty()) return {"--insecure"};
+    return {"--ca-file", ca_file_};
+  }
+
   std::string RegistrationToken(const std::string& name) {
     return Ok("POST", "/api/v1/agents/registration-tokens",
               {{"name", name}})["token"]
@@ -130,19 +143,29 @@ class AgentE2eTest : public ::testing::Test {
   testing::ProcessResult Register(
       const std::string& registration, const std::string& name,
       const std::string& token_file = "agent.token") {
-    auto r = testing::RunProcess({IDSYNC_AGENT_BIN, "register", "--dispatcher",
-                                  Spine(), "--registration-token", registration,
-                                  "--name", name, "--token-file",
-                                  tmp_->File(token_file), "--insecure"});
+    std::vector<std::string> argv = {IDSYNC_AGENT_BIN,
+                                     "register",
+                                     "--dispatcher",
+                                     Spine(),
+                                     "--registration-token",
+                                     registration,
+                                     "--name",
+                                     name,
+                                     "--token-file",
+                                     tmp_->File(token_file)};
+    for (const std::string& f : ConnectFlags()) argv.push_back(f);
+    auto r = testing::RunProcess(argv);
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : testing::ProcessResult{};
   }
   void StartAgent() {
-    auto child = ChildProcess::Start(
-        {IDSYNC_AGENT_BIN, "run", "--dispatcher", Spine(), "--token-file",
-         tmp_->File("agent.token"), "--state-dir", dir_, "--insecure",
-         "--config", agent_config_},
-        dir_);
+    std::vector<std::string> argv = {
+        IDSYNC_AGENT_BIN, "run",          "--dispatcher",
+        Spine(),          "--token-file", tmp_->File("agent.token"),
+        "--state-dir",    dir_,           "--config",
+        agent_config_};
+    for (const std::string& f : ConnectFlags()) argv.push_back(f);
+    auto child = ChildProcess::Start(argv, dir_);
     ASSERT_TRUE(child.ok()) << child.status();
     agent_ = *std::move(child);
   }
@@ -245,6 +268,8 @@ class AgentE2eTest : public ::testing::Test {
   int http_port_ = 0, grpc_port_ = 0;
   std::unique_ptr<HttpClient> http_;
   std::optional<ChildProcess> dispatcher_, agent_;
+  std::vector<std::string> dispatcher_args_;
+  std::string ca_file_;
 };
 
 TEST_F(AgentE2eTest, SyncThroughAnAgentEqualsTheHostedSync) {
@@ -355,6 +380,36 @@ TEST_F(AgentE2eTest, AnAgentWrittenInNodeFromTheProtoAloneSyncs) {
   const testing::ProcessResult out = node->Wait();
   EXPECT_EQ(out.exit_code, 0) << out.out << out.err;
   EXPECT_THAT(out.out, HasSubstr("\"done\""));
+}
+
+// The spine over TLS: the agent checks the dispatcher's certificate against
+// its --ca-file.
+class AgentTlsE2eTest : public AgentE2eTest {
+ protected:
+  void SetUp() override {
+    tmp_ = std::make_unique<testing::ScopedTestDir>("agent-tls");
+    const std::string cert = tmp_->File("server.pem");
+    const std::string key = tmp_->File("server.key");
+    auto made = testing::RunProcess(
+        {"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"});
+    ASSERT_TRUE(made.ok() && made->exit_code == 0)
+        << (made.ok() ? made->err : made.status().ToString());
+    dispatcher_args_ = {"--grpc-tls-cert", cert, "--grpc-tls-key", key};
+    keep_ = std::move(tmp_);
+    AgentE2eTest::SetUp();
+    ca_file_ = cert;
+  }
+  std::unique_ptr<testing::ScopedTestDir> keep_;  // Holds the certificate.
+};
+
+TEST_F(AgentTlsE2eTest, RegistersAndSyncsOverTls) {
+  const std::string csv = WriteCsv(500);
+  const int64_t connector = SetUpAgentAndConnector(csv);
+  const Json run = WaitRun(StartSync(connector));
+  EXPECT_EQ(run["status"], "succeeded") << run.dump();
+  EXPECT_EQ(run["created"], 500);
 }
 
 }  // namespace
