@@ -4,9 +4,7 @@
 // (tests/integration/webhooks/receiver.mjs). The HR joiner flow, a
 // dispatcher killed with SIGKILL between commit and delivery, and a sync
 // whose callback receiver is slow.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -35,16 +33,11 @@ using Json = nlohmann::json;
 
 constexpr char kReceiver[] = "tests/integration/webhooks/receiver.mjs";
 
+// A free loopback port, or the test fails.
 int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
+  absl::StatusOr<int> port = testing::FreeLoopbackPort();
+  EXPECT_TRUE(port.ok()) << port.status();
+  return port.ok() ? *port : 0;
 }
 
 class WebhooksE2eTest : public ::testing::Test {

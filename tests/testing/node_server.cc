@@ -223,8 +223,8 @@ std::string NodeServer::url() const {
 std::string NodeServer::Stderr() const { return ReadFile(err_path_); }
 
 absl::StatusOr<std::string> NodeServer::Control(
-    const std::string& method, const std::string& path,
-    const std::string& body, const std::vector<std::string>& headers) {
+    const std::string& method, const std::string& path, const std::string& body,
+    const std::vector<std::string>& headers) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return absl::InternalError("socket() failed");
   timeval timeout{kControlTimeoutSeconds, 0};

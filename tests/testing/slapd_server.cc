@@ -14,29 +14,12 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "tests/testing/subprocess.h"
 
 namespace idsync::testing {
 namespace {
 
 constexpr char kSlapd[] = "/usr/sbin/slapd";
-
-// A loopback port that was free a moment ago.
-absl::StatusOr<int> FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::InternalError("cannot find a free port");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 bool Accepts(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -138,12 +121,12 @@ absl::StatusOr<std::unique_ptr<SlapdServer>> SlapdServer::Start(
   // A port can be taken between finding it and slapd binding it: retry.
   std::string last_error;
   for (int attempt = 0; attempt < 3; ++attempt) {
-    auto port = FreePort();
+    auto port = FreeLoopbackPort();
     if (!port.ok()) return port.status();
     server->port_ = *port;
     std::string urls = server->url();
     if (config.tls) {
-      auto tls_port = FreePort();
+      auto tls_port = FreeLoopbackPort();
       if (!tls_port.ok()) return tls_port.status();
       server->tls_port_ = *tls_port;
       absl::StrAppend(&urls, " ", server->tls_url());

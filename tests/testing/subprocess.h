@@ -18,6 +18,10 @@ struct ProcessResult {
   std::string err;
 };
 
+// A loopback TCP port that was free a moment ago (for servers the test
+// starts; another process may take it first, rarely).
+absl::StatusOr<int> FreeLoopbackPort();
+
 // Runs argv[0] with the arguments and waits for it.
 absl::StatusOr<ProcessResult> RunProcess(const std::vector<std::string>& argv);
 
