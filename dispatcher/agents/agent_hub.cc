@@ -194,6 +194,13 @@ grpc::Status AgentHub::Connect(
     slot->Push(std::move(e));
   }
 
+  // No write may touch the stream once this handler returns: stop them
+  // first (an in-flight one finishes or fails before write_mu is ours).
+  context->TryCancel();
+  {
+    absl::MutexLock lock(&session->write_mu);
+    session->broken = true;
+  }
   bool current = false;
   {
     absl::MutexLock lock(&mu_);
@@ -206,10 +213,6 @@ grpc::Status AgentHub::Connect(
         slot->Push({AgentRunChannel::Kind::kLost, slot->assignment, {}, {}});
       }
     }
-  }
-  {
-    absl::MutexLock lock(&session->write_mu);
-    session->broken = true;
   }
   if (current) {
     store_.SetAgentOnline(agent->id, false, "", {}).IgnoreError();

@@ -66,10 +66,12 @@ void DeliveryWorker::Stop() {
 }
 
 absl::StatusOr<std::optional<DueDelivery>> DeliveryWorker::Claim() {
-  const absl::Time now = clock_.Now();
-  IDSYNC_ASSIGN_OR_RETURN(std::vector<DueDelivery> due,
-                          store_.DueDeliveries(now, options_.threads * 4));
+  // The query runs under mu_: a list read before another thread recorded
+  // and released a delivery could otherwise hand it out a second time.
   absl::MutexLock lock(&mu_);
+  IDSYNC_ASSIGN_OR_RETURN(
+      std::vector<DueDelivery> due,
+      store_.DueDeliveries(clock_.Now(), options_.threads * 4));
   for (DueDelivery& d : due) {
     if (busy_.insert(d.endpoint).second) return std::move(d);
   }
