@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -219,8 +220,20 @@ class SyncEngine::Execution {
     *request.mutable_auth_config() = runtime_.auth_config;
 
     ChunkQueue queue(options_.queue_chunks);
-    std::thread producer(
-        [&]() { queue.Finish(connector_.Sync(request, queue)); });
+    std::thread producer([&]() {
+      // A connector that throws (e.g. a JSON library on a value of the
+      // wrong type) fails its run; it must not take the process down.
+      absl::Status status;
+      try {
+        status = connector_.Sync(request, queue);
+      } catch (const std::exception& e) {
+        status = absl::InternalError(
+            absl::StrCat("the connector failed unexpectedly: ", e.what()));
+      } catch (...) {
+        status = absl::InternalError("the connector failed unexpectedly");
+      }
+      queue.Finish(std::move(status));
+    });
     absl::Status applied;
     while (true) {
       bool timed_out = false;

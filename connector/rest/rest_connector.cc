@@ -36,6 +36,9 @@ using Style = RestPagination::Style;
 struct PageState {
   int64_t number = 0;  // kPage: page number; kOffset: offset.
   std::string next;    // kCursor: cursor; kLink: URL ("" = the first page).
+  // Records on the pages before this one: a `total` stop rule counts what
+  // arrived, never pages x limit (servers may send fewer than asked).
+  int64_t received = 0;
 };
 
 struct ResumePoint {
@@ -45,10 +48,10 @@ struct ResumePoint {
   bool started = false;  // False: start the stream from its first page.
 };
 
-// "rest1:<stream>:<skip>:<number>:<base64url(next)>"
+// "rest1:<stream>:<skip>:<number>:<received>:<base64url(next)>"
 std::string EncodeResume(size_t stream, int64_t skip, const PageState& p) {
   return absl::StrCat("rest1:", stream, ":", skip, ":", p.number, ":",
-                      absl::WebSafeBase64Escape(p.next));
+                      p.received, ":", absl::WebSafeBase64Escape(p.next));
 }
 
 absl::StatusOr<ResumePoint> DecodeResume(absl::string_view token,
@@ -57,11 +60,12 @@ absl::StatusOr<ResumePoint> DecodeResume(absl::string_view token,
   if (token.empty()) return r;
   std::vector<absl::string_view> parts = absl::StrSplit(token, ':');
   uint64_t stream = 0;
-  if (parts.size() != 5 || parts[0] != "rest1" ||
+  if (parts.size() != 6 || parts[0] != "rest1" ||
       !absl::SimpleAtoi(parts[1], &stream) ||
       !absl::SimpleAtoi(parts[2], &r.skip) || r.skip < 0 ||
       !absl::SimpleAtoi(parts[3], &r.page.number) ||
-      !absl::WebSafeBase64Unescape(parts[4], &r.page.next) ||
+      !absl::SimpleAtoi(parts[4], &r.page.received) || r.page.received < 0 ||
+      !absl::WebSafeBase64Unescape(parts[5], &r.page.next) ||
       stream > streams) {
     return absl::InvalidArgumentError(
         "rest: the resume token is not one this connector wrote (or the "
@@ -316,6 +320,7 @@ class RestConnector : public Connector {
       if (v == nullptr || !v->is_number_integer()) return std::nullopt;
       return v->get<int64_t>();
     };
+    state.received += static_cast<int64_t>(count);
     switch (p.style) {
       case Style::kNone:
         return false;
@@ -326,8 +331,7 @@ class RestConnector : public Connector {
           return false;
         }
         if (std::optional<int64_t> total = number(p.total);
-            total.has_value() &&
-            (state.number - p.first_page + 1) * p.limit >= *total) {
+            total.has_value() && state.received >= *total) {
           return false;
         }
         ++state.number;

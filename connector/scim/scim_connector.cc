@@ -7,6 +7,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -71,26 +72,32 @@ absl::StatusOr<ScimOptions> ParseScimOptions(
   return o;
 }
 
-// "scim1:<phase>:<startIndex>:<skip>": phase 0 users, 1 groups, 2 done;
-// `skip` resources of the page at startIndex were sent.
+// "scim1:<phase>:<startIndex>:<skip>:<member>": phase 0 users, 1 groups, 2
+// done; `skip` resources of the page at startIndex were sent, and `member`
+// members of the next one.
 struct Position {
   int phase = 0;
   int64_t start = 1;
   int64_t skip = 0;
+  // Groups: of resource `skip`, the entitlement and members [0, member)
+  // were sent (a chunk boundary inside a large group).
+  int64_t member = 0;
 };
 
 std::string EncodePosition(const Position& p) {
-  return absl::StrCat("scim1:", p.phase, ":", p.start, ":", p.skip);
+  return absl::StrCat("scim1:", p.phase, ":", p.start, ":", p.skip, ":",
+                      p.member);
 }
 
 absl::StatusOr<Position> DecodePosition(absl::string_view token) {
   Position p;
   if (token.empty()) return p;
   std::vector<absl::string_view> parts = absl::StrSplit(token, ':');
-  if (parts.size() != 4 || parts[0] != "scim1" ||
+  if (parts.size() != 5 || parts[0] != "scim1" ||
       !absl::SimpleAtoi(parts[1], &p.phase) || p.phase < 0 || p.phase > 2 ||
       !absl::SimpleAtoi(parts[2], &p.start) || p.start < 1 ||
-      !absl::SimpleAtoi(parts[3], &p.skip) || p.skip < 0) {
+      !absl::SimpleAtoi(parts[3], &p.skip) || p.skip < 0 ||
+      !absl::SimpleAtoi(parts[4], &p.member) || p.member < 0) {
     return absl::InvalidArgumentError(
         "scim: the resume token is not one this connector wrote; start a new "
         "run");
@@ -105,12 +112,27 @@ std::string Str(const json& object, const char* key) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
+// A boolean member; `fallback` when absent or not a boolean ("true" and
+// "false" strings are taken, as some servers send them).
+bool Bool(const json& object, const char* key, bool fallback) {
+  if (!object.is_object()) return fallback;
+  auto it = object.find(key);
+  if (it == object.end()) return fallback;
+  if (it->is_boolean()) return it->get<bool>();
+  if (it->is_string()) {
+    const std::string v = absl::AsciiStrToLower(it->get<std::string>());
+    if (v == "true") return true;
+    if (v == "false") return false;
+  }
+  return fallback;
+}
+
 // The primary email, else the first one.
 std::string Email(const json& user) {
   auto it = user.find("emails");
   if (it == user.end() || !it->is_array() || it->empty()) return "";
   for (const json& e : *it) {
-    if (e.is_object() && e.value("primary", false)) return Str(e, "value");
+    if (Bool(e, "primary", false)) return Str(e, "value");
   }
   return Str(it->front(), "value");
 }
@@ -163,11 +185,11 @@ class ScimConnector : public Connector {
     }
     ChunkWriter writer(sink, request.chunk_size());
     Walk walk{*client, writer, since, request.sync_token()};
-    for (; pos.phase < 2; pos = Position{pos.phase + 1, 1, 0}) {
+    for (; pos.phase < 2; pos = Position{pos.phase + 1, 1, 0, 0}) {
       if (pos.phase == 1 && !o_.groups) continue;
       IDSYNC_RETURN_IF_ERROR(WalkResources(walk, pos));
     }
-    IDSYNC_RETURN_IF_ERROR(writer.Flush(EncodePosition(Position{2, 1, 0})));
+    IDSYNC_RETURN_IF_ERROR(writer.Flush(EncodePosition(Position{2, 1, 0, 0})));
     if (o_.incremental) sink.SetNextSyncToken(walk.watermark);
     return absl::OkStatus();
   }
@@ -248,19 +270,22 @@ class ScimConnector : public Connector {
       }
       for (int64_t k = pos.skip; k < static_cast<int64_t>(resources.size());
            ++k) {
-        Position here{pos.phase, pos.start, k};
+        Position here{pos.phase, pos.start, k, 0};
         if (pos.phase == 0) {
           AddUser(walk, resources[k], url, k);
         } else {
-          IDSYNC_RETURN_IF_ERROR(AddGroup(walk, resources[k], url, here));
+          // Resuming inside this group: skip what was sent.
+          const int64_t sent = k == pos.skip ? pos.member : 0;
+          IDSYNC_RETURN_IF_ERROR(AddGroup(walk, resources[k], url, here, sent));
         }
         if (walk.writer.full()) {
-          ++here.skip;
-          IDSYNC_RETURN_IF_ERROR(walk.writer.Flush(EncodePosition(here)));
+          IDSYNC_RETURN_IF_ERROR(walk.writer.Flush(
+              EncodePosition(Position{pos.phase, pos.start, k + 1, 0})));
         }
       }
       pos.start += static_cast<int64_t>(resources.size());
       pos.skip = 0;
+      pos.member = 0;
     }
     return absl::FailedPreconditionError(
         absl::StrCat("scim: more than ", kMaxPages, " pages"));
@@ -293,7 +318,7 @@ class ScimConnector : public Connector {
     const json& name = user.contains("name") ? user["name"] : empty;
     const json& ent = user.contains(kEnterprise) ? user[kEnterprise] : empty;
     const std::string status =
-        user.value("active", true) ? "active" : "inactive";
+        Bool(user, "active", true) ? "active" : "inactive";
     idsync::v1::RemoteIdentity* i = walk.writer.AddIdentity();
     i->set_external_id(id);
     i->set_email(Email(user));
@@ -322,8 +347,10 @@ class ScimConnector : public Connector {
     a->set_status(status);
   }
 
+  // Adds the group's entitlement and grants, less the entitlement and the
+  // first `sent` members when a resume lands inside it.
   absl::Status AddGroup(Walk& walk, const json& group, const std::string& url,
-                        const Position& here) {
+                        const Position& here, int64_t sent) {
     const std::string id = Str(group, "id");
     if (id.empty()) {
       Reject(walk, idsync::v1::RECORD_KIND_ENTITLEMENT, url, here.skip,
@@ -331,10 +358,12 @@ class ScimConnector : public Connector {
       return absl::OkStatus();
     }
     Watermark(walk, group);
-    idsync::v1::RemoteEntitlement* e = walk.writer.AddEntitlement();
-    e->set_external_id(id);
-    e->set_name(Str(group, "displayName"));
-    e->set_type("group");
+    if (sent == 0) {
+      idsync::v1::RemoteEntitlement* e = walk.writer.AddEntitlement();
+      e->set_external_id(id);
+      e->set_name(Str(group, "displayName"));
+      e->set_type("group");
+    }
     json fetched;
     const json* members = nullptr;
     if (auto it = group.find("members"); it != group.end()) {
@@ -349,7 +378,8 @@ class ScimConnector : public Connector {
       if (found != fetched.end()) members = &*found;
     }
     if (members == nullptr || !members->is_array()) return absl::OkStatus();
-    for (const json& m : *members) {
+    for (int64_t i = sent; i < static_cast<int64_t>(members->size()); ++i) {
+      const json& m = (*members)[i];
       const std::string type = Str(m, "type");
       if (!type.empty() && type != "User") continue;  // Nested groups.
       const std::string value = Str(m, "value");
@@ -358,9 +388,9 @@ class ScimConnector : public Connector {
       g->set_account_external_id(value);
       g->set_entitlement_external_id(id);
       if (walk.writer.full()) {
-        // A resume re-reads this group: its grants are sent again, which
-        // the engine takes as unchanged.
-        IDSYNC_RETURN_IF_ERROR(walk.writer.Flush(EncodePosition(here)));
+        Position next = here;
+        next.member = i + 1;
+        IDSYNC_RETURN_IF_ERROR(walk.writer.Flush(EncodePosition(next)));
       }
     }
     return absl::OkStatus();

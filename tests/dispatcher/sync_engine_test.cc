@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,6 +113,22 @@ TEST_F(SyncEngineTest, FullSyncCreatesEveryRecordInChunks) {
                   "'{\"location\":\"Berlin\"}'"),
             250);
   EXPECT_EQ(Query("SELECT count(*) FROM run_seen"), 0) << "dropped at the end";
+}
+
+// A connector that throws (e.g. a JSON library meeting a value of the wrong
+// type) fails its run, deletes nothing and leaves the process standing.
+TEST_F(SyncEngineTest, ConnectorThatThrowsFailsTheRunOnly) {
+  ASSERT_EQ(Sync(Chunked(People(0, 250), 50)).status, RunStatus::kSucceeded);
+  ScriptedConnector connector(Chunked(People(0, 100), 50));
+  connector.set_before_chunk([](int index) {
+    if (index == 1) throw std::runtime_error("type_error: not a boolean");
+  });
+  RunRow run = SyncWith(connector);
+  EXPECT_EQ(run.status, RunStatus::kFailed);
+  EXPECT_THAT(run.error, ::testing::HasSubstr("not a boolean"));
+  EXPECT_EQ(run.deleted, 0);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE deleted_at IS NULL"),
+            250);
 }
 
 TEST_F(SyncEngineTest, UnchangedResyncWritesNoRow) {
