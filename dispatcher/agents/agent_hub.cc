@@ -45,9 +45,11 @@ struct AgentHub::Slot {
   int64_t tenant_id = 0;
   std::string binding;
 
-  void Push(Event e) {
+  // Returns how many events wait for the proxy.
+  size_t Push(Event e) {
     absl::MutexLock lock(&mu);
     events.push_back(std::move(e));
+    return events.size();
   }
 };
 
@@ -191,7 +193,21 @@ grpc::Status AgentHub::Connect(
       e.assignment = msg.done().assignment();
       e.done = std::move(*msg.mutable_done());
     }
-    slot->Push(std::move(e));
+    const int64_t assignment = e.assignment;
+    // The window bounds what an agent may send ahead; one that ignores it
+    // (a buggy or hostile client of the .proto) must not fill our memory.
+    if (slot->Push(std::move(e)) > static_cast<size_t>(options_.window) + 2) {
+      Slot::Event stop;
+      stop.kind = AgentRunChannel::Kind::kDone;
+      stop.assignment = assignment;
+      stop.done.set_code(
+          static_cast<int>(absl::StatusCode::kResourceExhausted));
+      stop.done.set_error("the agent sent more chunks than its window allows");
+      slot->Push(std::move(stop));
+      spdlog::warn("agent {} ignored the chunk window; disconnecting",
+                   agent->id);
+      break;
+    }
   }
 
   // No write may touch the stream once this handler returns: stop them
