@@ -28,14 +28,43 @@ std::string Body(const DueDelivery& d) {
 
 }  // namespace
 
-HttpHeaders SignatureHeaders(absl::string_view key, absl::string_view msg_id,
-                             absl::Time now, absl::string_view body) {
-  const std::string ts = absl::StrCat(absl::ToUnixSeconds(now));
+absl::StatusOr<HttpResponse> PostSigned(const SignedMessage& m,
+                                        const DeliveryOptions& options,
+                                        const SecretBox& secrets,
+                                        Clock& clock) {
+  absl::StatusOr<std::string> secret =
+      m.sealed_secret.empty()
+          ? absl::FailedPreconditionError("no signing secret")
+          : secrets.Open(m.sealed_secret, m.secret_context);
+  absl::StatusOr<std::string> key =
+      secret.ok() ? SigningKey(*secret) : secret.status();
+  if (!key.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot sign: ", key.status().message()));
+  }
+  HttpClientOptions http;
+  http.timeout = options.timeout;
+  http.connect_timeout = std::min(options.timeout, absl::Seconds(10));
+  http.max_attempts = 1;  // Delivery retries on its own schedule.
+  http.max_response_bytes = 64 << 10;
+  http.allow_private_addresses = options.allow_private;
+  http.ca_file = options.ca_file;
+  http.clock = &clock;
+  IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client,
+                          HttpClient::Create(std::move(http)));
+  HttpRequest req;
+  req.method = "POST";
+  req.url = m.url;
+  req.body = m.body;
+  const std::string ts = absl::StrCat(absl::ToUnixSeconds(clock.Now()));
   const std::string mac =
-      HmacSha256(key, absl::StrCat(msg_id, ".", ts, ".", body));
-  return {{"webhook-id", std::string(msg_id)},
-          {"webhook-timestamp", ts},
-          {"webhook-signature", absl::StrCat("v1,", absl::Base64Escape(mac))}};
+      HmacSha256(*key, absl::StrCat(m.msg_id, ".", ts, ".", m.body));
+  req.headers = {
+      {"webhook-id", m.msg_id},
+      {"webhook-timestamp", ts},
+      {"webhook-signature", absl::StrCat("v1,", absl::Base64Escape(mac))},
+      {"Content-Type", "application/json"}};
+  return client->SendOnce(req);
 }
 
 DeliveryWorker::DeliveryWorker(Store& store, const SecretBox& secrets,
@@ -128,44 +157,17 @@ absl::StatusOr<int> DeliveryWorker::RunOnce() {
 }
 
 absl::Status DeliveryWorker::Deliver(const DueDelivery& d) {
-  HttpClientOptions http;
-  http.timeout = options_.timeout;
-  http.connect_timeout = std::min(options_.timeout, absl::Seconds(10));
-  http.max_attempts = 1;  // The schedule retries, over hours.
-  http.max_response_bytes = 64 << 10;
-  http.allow_private_addresses = options_.allow_private;
-  http.ca_file = options_.ca_file;
-  http.clock = &clock_;
-  IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client,
-                          HttpClient::Create(std::move(http)));
-  const Attempt a = Send(d, *client);
-  return store_.RecordDelivery(Judge(d, a));
+  return store_.RecordDelivery(Judge(d, Send(d)));
 }
 
-DeliveryWorker::Attempt DeliveryWorker::Send(const DueDelivery& d,
-                                             HttpClient& client) {
+DeliveryWorker::Attempt DeliveryWorker::Send(const DueDelivery& d) {
   Attempt a;
-  absl::StatusOr<std::string> secret =
-      d.sealed_secret.empty()
-          ? absl::FailedPreconditionError("no signing secret")
-          : secrets_.Open(d.sealed_secret, d.secret_context);
-  absl::StatusOr<std::string> key =
-      secret.ok() ? SigningKey(*secret) : secret.status();
-  if (!key.ok()) {
-    a.error =
-        absl::StrCat("cannot sign: ", std::string(key.status().message()));
-    return a;
-  }
-  HttpRequest req;
-  req.method = "POST";
-  req.url = d.delivery.url;
-  req.body = Body(d);
-  req.headers = SignatureHeaders(
-      *key, absl::StrCat("msg_", d.delivery.event_id), clock_.Now(), req.body);
-  req.headers.emplace_back("Content-Type", "application/json");
-  absl::StatusOr<HttpResponse> r = client.SendOnce(req);
+  absl::StatusOr<HttpResponse> r =
+      PostSigned({d.delivery.url, absl::StrCat("msg_", d.delivery.event_id),
+                  Body(d), d.sealed_secret, d.secret_context},
+                 options_, secrets_, clock_);
   if (!r.ok()) {
-    a.error = std::string(std::string(r.status().message()));
+    a.error = std::string(r.status().message());
     return a;
   }
   a.status = r->status;

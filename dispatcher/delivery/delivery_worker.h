@@ -41,11 +41,24 @@ struct DeliveryOptions {
   std::string ca_file;
 };
 
-// The Standard Webhooks headers for one message: webhook-id,
+// A JSON message for a webhook or callback URL, and the sealed whsec_
+// secret that signs it.
+struct SignedMessage {
+  std::string url;
+  std::string msg_id;  // webhook-id: the same on every retry.
+  std::string body;
+  std::string sealed_secret;  // "" when there is none.
+  std::string secret_context;
+};
+
+// One POST of `m`, signed per Standard Webhooks (webhook-id,
 // webhook-timestamp, webhook-signature "v1,<base64 HMAC-SHA256 of
-// id.timestamp.body>" under the raw key of a whsec_ secret.
-HttpHeaders SignatureHeaders(absl::string_view key, absl::string_view msg_id,
-                             absl::Time now, absl::string_view body);
+// id.timestamp.body>"), with the options' timeout and address policy, no
+// retries. kFailedPrecondition "cannot sign: ..." when the secret is missing
+// or does not open; else the transport's error or the response.
+absl::StatusOr<HttpResponse> PostSigned(const SignedMessage& m,
+                                        const DeliveryOptions& options,
+                                        const SecretBox& secrets, Clock& clock);
 
 class DeliveryWorker {
  public:
@@ -75,7 +88,7 @@ class DeliveryWorker {
   absl::StatusOr<std::optional<DueDelivery>> Claim();
   void Release(const std::string& endpoint);
   absl::Status Deliver(const DueDelivery& d);
-  Attempt Send(const DueDelivery& d, HttpClient& client);
+  Attempt Send(const DueDelivery& d);
   DeliveryOutcome Judge(const DueDelivery& d, const Attempt& a);
 
   Store& store_;

@@ -66,38 +66,14 @@ void ProgressCallbacks::Loop() {
 
 void ProgressCallbacks::Send(const RunRow& run) {
   absl::StatusOr<std::string> sealed = store_.CallbackSecret(run.tenant_id);
-  absl::StatusOr<std::string> secret =
-      !sealed.ok() ? sealed.status()
-      : sealed->empty()
-          ? absl::FailedPreconditionError("no callback secret")
-          : secrets_.Open(*sealed, absl::StrCat("callback:", run.tenant_id));
-  absl::StatusOr<std::string> key =
-      secret.ok() ? SigningKey(*secret) : secret.status();
-  if (!key.ok()) {
-    spdlog::warn("progress callback of run {}: cannot sign: {}", run.id,
-                 std::string(key.status().message()));
-    return;
-  }
-  HttpClientOptions http;
-  http.timeout = options_.timeout;
-  http.connect_timeout = std::min(options_.timeout, absl::Seconds(10));
-  http.max_attempts = 1;
-  http.max_response_bytes = 64 << 10;
-  http.allow_private_addresses = options_.allow_private;
-  http.ca_file = options_.ca_file;
-  http.clock = &clock_;
-  absl::StatusOr<std::unique_ptr<HttpClient>> client =
-      HttpClient::Create(std::move(http));
-  if (!client.ok()) return;
-  HttpRequest req;
-  req.method = "POST";
-  req.url = run.callback_url;
-  req.body = RunProgressJson(run);
-  req.headers = SignatureHeaders(
-      *key, absl::StrCat("run_", run.id, "_chunk_", run.chunks), clock_.Now(),
-      req.body);
-  req.headers.emplace_back("Content-Type", "application/json");
-  absl::StatusOr<HttpResponse> r = (*client)->SendOnce(req);
+  absl::StatusOr<HttpResponse> r =
+      !sealed.ok()
+          ? sealed.status()
+          : PostSigned({run.callback_url,
+                        absl::StrCat("run_", run.id, "_chunk_", run.chunks),
+                        RunProgressJson(run), *sealed,
+                        absl::StrCat("callback:", run.tenant_id)},
+                       options_, secrets_, clock_);
   if (!r.ok()) {
     spdlog::info("progress callback of run {}: {}", run.id,
                  std::string(r.status().message()));
