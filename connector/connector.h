@@ -8,10 +8,12 @@
 #ifndef IDSYNC_CONNECTOR_CONNECTOR_H_
 #define IDSYNC_CONNECTOR_CONNECTOR_H_
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "idsync/v1/connector.pb.h"
 
 namespace idsync {
@@ -50,6 +52,28 @@ class Connector {
   virtual absl::Status Sync(const idsync::v1::SyncRequest& request,
                             RecordSink& sink) = 0;
 };
+
+// What Describe() returns for a built-in connector: `type`, version "1".
+inline idsync::v1::ConnectorInfo BuiltinInfo(
+    absl::string_view type,
+    std::initializer_list<absl::string_view> capabilities) {
+  idsync::v1::ConnectorInfo info;
+  info.set_type(std::string(type));
+  info.set_version("1");
+  for (absl::string_view c : capabilities) {
+    info.add_capabilities(std::string(c));
+  }
+  return info;
+}
+
+// The secrets a run uses: the request's auth_config (the dispatcher's
+// sealed copy) when it has any, else those the connector was created with.
+inline const google::protobuf::Struct& RunAuthConfig(
+    const idsync::v1::SyncRequest& request,
+    const google::protobuf::Struct& created_with) {
+  return request.auth_config().fields().empty() ? created_with
+                                                : request.auth_config();
+}
 
 }  // namespace idsync
 

@@ -232,13 +232,7 @@ class CsvConnector final : public Connector {
   explicit CsvConnector(Options options) : options_(std::move(options)) {}
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
-    idsync::v1::ConnectorInfo info;
-    info.set_type("csv");
-    info.set_version("1");
-    for (const char* c : {"full", "resume", "identities"}) {
-      info.add_capabilities(c);
-    }
-    return info;
+    return BuiltinInfo("csv", {"full", "resume", "identities"});
   }
 
   absl::Status TestConnection() override {

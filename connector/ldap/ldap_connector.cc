@@ -400,14 +400,8 @@ class LdapConnector final : public Connector {
         clock_(clock) {}
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
-    idsync::v1::ConnectorInfo info;
-    info.set_type("ldap");
-    info.set_version("1");
-    for (const char* c : {"full", "incremental", "identities", "accounts",
-                          "entitlements", "grants"}) {
-      info.add_capabilities(c);
-    }
-    return info;
+    return BuiltinInfo("ldap", {"full", "incremental", "identities", "accounts",
+                                "entitlements", "grants"});
   }
 
   absl::Status TestConnection() override {
@@ -435,9 +429,7 @@ class LdapConnector final : public Connector {
     }
     const absl::Time walk_start = clock_.Now();
     IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<LdapSession> session,
-                            Connect(request.auth_config().fields().empty()
-                                        ? auth_config_
-                                        : request.auth_config()));
+                            Connect(RunAuthConfig(request, auth_config_)));
     ChunkWriter writer(sink, request.chunk_size());
     Walk walk(options_, *session, &writer);
     IDSYNC_RETURN_IF_ERROR(walk.Users(since));

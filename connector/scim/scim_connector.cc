@@ -146,14 +146,8 @@ class ScimConnector : public Connector {
   }
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
-    idsync::v1::ConnectorInfo info;
-    info.set_type("scim");
-    info.set_version("1");
-    for (const char* c : {"full", "incremental", "resume", "identities",
-                          "accounts", "entitlements", "grants"}) {
-      info.add_capabilities(c);
-    }
-    return info;
+    return BuiltinInfo("scim", {"full", "incremental", "resume", "identities",
+                                "accounts", "entitlements", "grants"});
   }
 
   absl::Status TestConnection() override {
@@ -166,9 +160,7 @@ class ScimConnector : public Connector {
 
   absl::Status Sync(const idsync::v1::SyncRequest& request,
                     RecordSink& sink) override {
-    const google::protobuf::Struct& auth =
-        request.auth_config().fields_size() > 0 ? request.auth_config()
-                                                : auth_config_;
+    const google::protobuf::Struct& auth = RunAuthConfig(request, auth_config_);
     IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<AuthorizedClient> client,
                             CreateAuthorizedClient(o_.http, auth));
     IDSYNC_ASSIGN_OR_RETURN(Position pos,
