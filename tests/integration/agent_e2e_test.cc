@@ -5,22 +5,20 @@
 // once; a revoked agent is refused; an agent token is refused on the admin
 // API; and a second agent written in Node from the .proto alone syncs too.
 #include <signal.h>
-#include <unistd.h>
 
 #include <fstream>
-#include <iostream>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "connector/http/http_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/dispatcher_fixture.h"
 #include "tests/testing/node_server.h"
 #include "tests/testing/store_signature.h"
 #include "tests/testing/subprocess.h"
@@ -34,92 +32,15 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using Json = nlohmann::json;
 
-// A free loopback port, or the test fails.
-int FreePort() {
-  absl::StatusOr<int> port = testing::FreeLoopbackPort();
-  EXPECT_TRUE(port.ok()) << port.status();
-  return port.ok() ? *port : 0;
-}
-
-class AgentE2eTest : public ::testing::Test {
+class AgentE2eTest : public testing::DispatcherTest {
  protected:
   void SetUp() override {
-    tmp_ = std::make_unique<testing::ScopedTestDir>("agent");
-    dir_ = tmp_->path().string();
-    db_ = tmp_->File("dispatcher.db");
-    auto boot = testing::RunProcess(
-        {IDSYNC_DISPATCHER_BIN, "bootstrap", "--tenant", "acme", "--db", db_});
-    ASSERT_TRUE(boot.ok() && boot->exit_code == 0);
-    token_ = std::string(absl::StripAsciiWhitespace(boot->out));
-    HttpClientOptions o;
-    o.max_attempts = 1;
-    http_ = *HttpClient::Create(o);
-    http_port_ = FreePort();
-    grpc_port_ = FreePort();
-    StartDispatcher();
+    dispatcher_args_.insert(dispatcher_args_.end(), {"--agent-timeout", "60"});
+    DispatcherTest::SetUp();
   }
   void TearDown() override {
-    for (std::optional<ChildProcess>* p : {&agent_, &dispatcher_}) {
-      if (p->has_value()) {
-        (*p)->Kill(SIGKILL);
-        const testing::ProcessResult r = (*p)->Wait();
-        if (HasFailure()) std::cerr << r.out << r.err;
-      }
-    }
-  }
-
-  std::string Spine() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
-
-  void StartDispatcher() {
-    std::vector<std::string> argv = {IDSYNC_DISPATCHER_BIN,
-                                     "serve",
-                                     "--db",
-                                     db_,
-                                     "--http-listen",
-                                     absl::StrCat("127.0.0.1:", http_port_),
-                                     "--grpc-listen",
-                                     Spine(),
-                                     "--agent-timeout",
-                                     "60"};
-    argv.insert(argv.end(), dispatcher_args_.begin(), dispatcher_args_.end());
-    auto child = ChildProcess::Start(argv, dir_);
-    ASSERT_TRUE(child.ok()) << child.status();
-    dispatcher_ = *std::move(child);
-    for (int i = 0; i < 200; ++i) {
-      auto r = Call("GET", "/health");
-      if (r.ok() && r->status == 200) return;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    FAIL() << "the dispatcher did not come up";
-  }
-  void StopDispatcher(int signal) {
-    dispatcher_->Kill(signal);
-    dispatcher_->Wait();
-    dispatcher_.reset();
-  }
-
-  absl::StatusOr<HttpResponse> Call(const std::string& method,
-                                    const std::string& path,
-                                    const Json& body = nullptr,
-                                    const std::string& token = "") {
-    HttpRequest req;
-    req.method = method;
-    req.url = absl::StrCat("http://127.0.0.1:", http_port_, path);
-    req.headers.emplace_back("Authorization",
-                             "Bearer " + (token.empty() ? token_ : token));
-    if (!body.is_null()) {
-      req.body = body.dump();
-      req.headers.emplace_back("Content-Type", "application/json");
-    }
-    return http_->SendOnce(req);
-  }
-  Json Ok(const std::string& method, const std::string& path,
-          const Json& body = nullptr) {
-    auto r = Call(method, path, body);
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (!r.ok()) return Json();
-    EXPECT_LT(r->status, 300) << method << " " << path << ": " << r->body;
-    return Json::parse(r->body, nullptr, false);
+    Reap(agent_);
+    DispatcherTest::TearDown();
   }
 
   // Agent connection flags: plaintext on loopback unless TLS is set up.
@@ -256,13 +177,8 @@ class AgentE2eTest : public ::testing::Test {
     return sig.ok() ? *sig : testing::StoreSignature{};
   }
 
-  std::unique_ptr<testing::ScopedTestDir> tmp_;
-  std::string dir_, db_, token_, agent_config_;
-  int http_port_ = 0, grpc_port_ = 0;
-  std::unique_ptr<HttpClient> http_;
-  std::optional<ChildProcess> dispatcher_, agent_;
-  std::vector<std::string> dispatcher_args_;
-  std::string ca_file_;
+  std::string agent_config_, ca_file_;
+  std::optional<ChildProcess> agent_;
 };
 
 TEST_F(AgentE2eTest, SyncThroughAnAgentEqualsTheHostedSync) {
@@ -321,7 +237,7 @@ TEST_F(AgentE2eTest, RegistrationTokensWorkOnceAndAgentTokensOnlyOnTheSpine) {
   std::string agent_token;
   in >> agent_token;
   ASSERT_FALSE(agent_token.empty());
-  auto admin = Call("GET", "/api/v1/identities", nullptr, agent_token);
+  auto admin = Call("GET", "/api/v1/identities", nullptr, {}, agent_token);
   ASSERT_TRUE(admin.ok());
   EXPECT_EQ(admin->status, 403);
   EXPECT_THAT(admin->body, Not(HasSubstr(agent_token)));

@@ -5,7 +5,6 @@
 // dispatcher killed with SIGKILL between commit and delivery, and a sync
 // whose callback receiver is slow.
 #include <signal.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <memory>
@@ -13,13 +12,13 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "connector/http/http_client.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/integration/dispatcher_fixture.h"
 #include "tests/testing/node_server.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_dir.h"
@@ -27,85 +26,19 @@
 namespace idsync {
 namespace {
 
-using ::idsync::testing::ChildProcess;
 using ::idsync::testing::NodeServer;
 using Json = nlohmann::json;
 
 constexpr char kReceiver[] = "tests/integration/webhooks/receiver.mjs";
 
-// A free loopback port, or the test fails.
-int FreePort() {
-  absl::StatusOr<int> port = testing::FreeLoopbackPort();
-  EXPECT_TRUE(port.ok()) << port.status();
-  return port.ok() ? *port : 0;
-}
-
-class WebhooksE2eTest : public ::testing::Test {
+class WebhooksE2eTest : public testing::DispatcherTest {
  protected:
   void SetUp() override {
-    tmp_ = std::make_unique<testing::ScopedTestDir>("webhooks");
-    db_ = tmp_->File("idsync.db");
-    auto boot = testing::RunProcess(
-        {IDSYNC_DISPATCHER_BIN, "bootstrap", "--tenant", "acme", "--db", db_});
-    ASSERT_TRUE(boot.ok() && boot->exit_code == 0)
-        << (boot.ok() ? boot->err : boot.status().ToString());
-    token_ = std::string(absl::StripAsciiWhitespace(boot->out));
     auto receiver = NodeServer::Start(kReceiver, {});
     ASSERT_TRUE(receiver.ok()) << receiver.status();
     receiver_ = *std::move(receiver);
-    HttpClientOptions o;
-    o.max_attempts = 1;
-    auto client = HttpClient::Create(o);
-    ASSERT_TRUE(client.ok());
-    http_ = *std::move(client);
-    StartDispatcher();
-  }
-  void TearDown() override {
-    if (dispatcher_.has_value()) {
-      dispatcher_->Kill(SIGKILL);
-      dispatcher_->Wait();
-    }
-  }
-
-  void StartDispatcher() {
-    port_ = FreePort();
-    auto child = ChildProcess::Start(
-        {IDSYNC_DISPATCHER_BIN, "serve", "--db", db_, "--http-listen",
-         absl::StrCat("127.0.0.1:", port_), "--grpc-listen", "127.0.0.1:0",
-         "--allow-private-callbacks"},
-        tmp_->path().string());
-    ASSERT_TRUE(child.ok()) << child.status();
-    dispatcher_ = *std::move(child);
-    for (int i = 0; i < 200; ++i) {
-      auto r = Call("GET", "/health");
-      if (r.ok() && r->status == 200) return;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    FAIL() << "the dispatcher did not come up";
-  }
-
-  absl::StatusOr<HttpResponse> Call(const std::string& method,
-                                    const std::string& path,
-                                    const Json& body = nullptr,
-                                    HttpHeaders extra = {}) {
-    HttpRequest req;
-    req.method = method;
-    req.url = absl::StrCat("http://127.0.0.1:", port_, path);
-    req.headers = std::move(extra);
-    req.headers.emplace_back("Authorization", "Bearer " + token_);
-    if (!body.is_null()) {
-      req.body = body.dump();
-      req.headers.emplace_back("Content-Type", "application/json");
-    }
-    return http_->SendOnce(req);
-  }
-  Json Ok(const std::string& method, const std::string& path,
-          const Json& body = nullptr, HttpHeaders extra = {}) {
-    auto r = Call(method, path, body, std::move(extra));
-    EXPECT_TRUE(r.ok()) << r.status();
-    if (!r.ok()) return Json();
-    EXPECT_LT(r->status, 300) << method << " " << path << ": " << r->body;
-    return Json::parse(r->body, nullptr, false);
+    dispatcher_args_ = {"--allow-private-callbacks"};
+    DispatcherTest::SetUp();
   }
 
   // Registers a webhook for `types` at the receiver and gives the receiver
@@ -147,12 +80,7 @@ class WebhooksE2eTest : public ::testing::Test {
               {{"Idempotency-Key", "hr-" + id}});
   }
 
-  std::unique_ptr<testing::ScopedTestDir> tmp_;
-  std::string db_, token_;
-  int port_ = 0;
-  std::optional<ChildProcess> dispatcher_;
   std::unique_ptr<NodeServer> receiver_;
-  std::unique_ptr<HttpClient> http_;
 };
 
 TEST_F(WebhooksE2eTest, JoinerWebhookArrivesSignedOnceEvenWhenTheHrRetries) {
