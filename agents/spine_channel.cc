@@ -1,38 +1,15 @@
 #include "agents/spine_channel.h"
 
-#include <arpa/inet.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
 
 #include <algorithm>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 
 namespace idsync {
 namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path,
-                                    absl::string_view option) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(option, ": cannot read ", path));
-  }
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string pem = s.str();
-  if (pem.find("-----BEGIN ") == std::string::npos) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(option, ": ", path, " is not a PEM file"));
-  }
-  return pem;
-}
 
 int Ms(absl::Duration d) {
   return static_cast<int>(
@@ -43,50 +20,7 @@ int Ms(absl::Duration d) {
 
 absl::StatusOr<DispatcherAddress> ParseDispatcherAddress(
     absl::string_view address) {
-  auto bad = [&]() {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dispatcher address '", address.substr(0, 200),
-                     "' is not HOST:PORT (or [IPv6]:PORT)"));
-  };
-  DispatcherAddress out;
-  absl::string_view port;
-  if (absl::ConsumePrefix(&address, "[")) {
-    size_t close = address.find("]:");
-    if (close == absl::string_view::npos) return bad();
-    out.host = std::string(address.substr(0, close));
-    port = address.substr(close + 2);
-  } else {
-    size_t colon = address.rfind(':');
-    if (colon == absl::string_view::npos) return bad();
-    out.host = std::string(address.substr(0, colon));
-    port = address.substr(colon + 1);
-    // An IPv6 address needs brackets.
-    if (out.host.find(':') != std::string::npos) return bad();
-  }
-  if (out.host.empty() || !absl::SimpleAtoi(port, &out.port) || out.port <= 0 ||
-      out.port > 65535) {
-    return bad();
-  }
-  return out;
-}
-
-bool IsLoopbackHost(absl::string_view host) {
-  std::string h = absl::AsciiStrToLower(host);
-  if (h == "localhost" || h == "localhost.") return true;
-  in_addr v4;
-  if (inet_pton(AF_INET, h.c_str(), &v4) == 1) {
-    return (ntohl(v4.s_addr) >> 24) == 127;
-  }
-  in6_addr v6;
-  if (inet_pton(AF_INET6, h.c_str(), &v6) == 1) {
-    if (std::memcmp(&v6, &in6addr_loopback, sizeof(v6)) == 0) return true;
-    // ::ffff:127.x.y.z
-    static const unsigned char kMapped[12] = {0, 0, 0, 0, 0,    0,
-                                              0, 0, 0, 0, 0xff, 0xff};
-    return std::memcmp(v6.s6_addr, kMapped, sizeof(kMapped)) == 0 &&
-           v6.s6_addr[12] == 127;
-  }
-  return false;
+  return ParseHostPort(address, "dispatcher address");
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> SpineCredentials(
@@ -117,14 +51,14 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> SpineCredentials(
   }
   grpc::SslCredentialsOptions ssl;
   if (!tls.ca_file.empty()) {
-    auto roots = ReadPem(tls.ca_file, "--ca-file");
+    auto roots = ReadPemFile(tls.ca_file, "--ca-file");
     if (!roots.ok()) return roots.status();
     ssl.pem_root_certs = *std::move(roots);
   }
   if (!tls.client_cert.empty()) {
-    auto cert = ReadPem(tls.client_cert, "--client-cert");
+    auto cert = ReadPemFile(tls.client_cert, "--client-cert");
     if (!cert.ok()) return cert.status();
-    auto key = ReadPem(tls.client_key, "--client-key");
+    auto key = ReadPemFile(tls.client_key, "--client-key");
     if (!key.ok()) return key.status();
     ssl.pem_cert_chain = *std::move(cert);
     ssl.pem_private_key = *std::move(key);
@@ -152,11 +86,6 @@ std::shared_ptr<grpc::Channel> CreateSpineChannel(
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "idsync-agent");
   return grpc::CreateCustomChannel(dispatcher, credentials, args);
-}
-
-absl::Status FromGrpcStatus(const grpc::Status& status) {
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
 }
 
 }  // namespace idsync

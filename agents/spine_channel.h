@@ -12,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "agents/agent_config.h"
 #include "agents/backoff.h"
+#include "connector/grpc_util.h"
 
 namespace grpc {
 class Channel;
@@ -35,17 +36,11 @@ inline constexpr int kSpineKeepaliveTimeoutMs = 10000;
 inline constexpr int kSpineKeepalivePermitWithoutCalls = 1;
 inline constexpr int kSpineMaxPingsWithoutData = 0;  // Unlimited.
 
-struct DispatcherAddress {
-  std::string host;  // Without brackets for IPv6.
-  int port = 0;
-};
+using DispatcherAddress = HostPort;
 
 // "host:port" or "[ipv6]:port".
 absl::StatusOr<DispatcherAddress> ParseDispatcherAddress(
     absl::string_view address);
-
-// localhost, 127.0.0.0/8, ::1 (and ::ffff:127.0.0.0/104).
-bool IsLoopbackHost(absl::string_view host);
 
 // Credentials for `dispatcher` under `tls`: reads the PEM files; refuses
 // plaintext to a non-loopback host unless tls.insecure_allow_remote.
@@ -60,9 +55,6 @@ std::shared_ptr<grpc::Channel> CreateSpineChannel(
     const std::string& dispatcher,
     const std::shared_ptr<grpc::ChannelCredentials>& credentials,
     const BackoffOptions& backoff);
-
-// gRPC 1.51 has no conversion; the codes share their numbers and names.
-absl::Status FromGrpcStatus(const grpc::Status& status);
 
 }  // namespace idsync
 

@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
       "sync", "Run one hosted sync of a connector into a store");
   sync_cmd
       ->add_option("--type", sync.type,
-                   "Connector type (csv, ldap, rest, scim)")
-      ->check(CLI::IsMember({"csv", "ldap", "rest", "scim"}))
+                   "Connector type (csv, ldap, rest, scim, remote)")
+      ->check(CLI::IsMember({"csv", "ldap", "rest", "scim", "remote"}))
       ->capture_default_str();
   sync_cmd->add_option("--file", sync.file, "Source file (csv)");
   sync_cmd->add_option(
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       throw CLI::ValidationError(
           "--file", "a csv sync needs --file (or --config with a path)");
     }
-    if ((sync.type == "rest" || sync.type == "scim") &&
+    if ((sync.type == "rest" || sync.type == "scim" || sync.type == "remote") &&
         sync.config_file.empty()) {
       throw CLI::ValidationError(
           "--config", absl::StrCat("a ", sync.type,
