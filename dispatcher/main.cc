@@ -27,6 +27,7 @@
 #include "dispatcher/delivery/progress_callbacks.h"
 #include "dispatcher/metrics.h"
 #include "dispatcher/run_progress.h"
+#include "dispatcher/scheduler.h"
 #include "dispatcher/secrets.h"
 #include "dispatcher/store/sqlite_store.h"
 #include "dispatcher/sync_workers.h"
@@ -230,6 +231,9 @@ int Serve(const ServeOptions& o) {
       resumed.ok() && *resumed > 0) {
     spdlog::info("resuming {} interrupted sync run(s)", *resumed);
   }
+  // After the resume, so a due tick sees the interrupted run as active.
+  idsync::Scheduler scheduler(**store, *workers, idsync::Clock::Real());
+  scheduler.Start(absl::Seconds(1));
 
   std::atomic<bool> stopping{false};
   std::thread maintenance([&] {
@@ -246,6 +250,7 @@ int Serve(const ServeOptions& o) {
   spdlog::info("signal {}: stopping (grace {} s for running syncs)", signal,
                o.shutdown_grace_seconds);
   stopping = true;
+  scheduler.Stop();
   rest.Stop();
   grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   maintenance.join();

@@ -15,6 +15,7 @@
 #include "connector/text.h"
 #include "dispatcher/agents/agent_hub.h"
 #include "dispatcher/record_hash.h"
+#include "dispatcher/scheduler.h"
 #include "dispatcher/store/outbox.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -200,7 +201,43 @@ v1::ConfiguredConnector ToProto(const ConnectorRow& row) {
   if (row.last_sync_at.has_value()) {
     *c.mutable_last_sync_at() = Stamp(*row.last_sync_at);
   }
+  if (!row.schedule.empty()) {
+    v1::ConnectorSchedule* out = c.mutable_schedule();
+    out->set_incremental_every_minutes(row.schedule.incremental_minutes);
+    out->set_full_cron(row.schedule.full_cron);
+    out->set_time_zone(row.schedule.time_zone);
+    // Checked when stored; a zone the system no longer knows shows no time.
+    absl::StatusOr<NextRuns> next =
+        NextScheduledRuns(row.schedule, row.updated_at);
+    if (next.ok() && next->incremental.has_value()) {
+      *out->mutable_next_incremental_at() = Stamp(*next->incremental);
+    }
+    if (next.ok() && next->full.has_value() &&
+        *next->full != absl::InfiniteFuture()) {
+      *out->mutable_next_full_at() = Stamp(*next->full);
+    }
+  }
   return c;
+}
+
+nlohmann::json ScheduleJson(const ConnectorSchedule& s) {
+  return {{"incremental_every_minutes", s.incremental_minutes},
+          {"full_cron", s.full_cron},
+          {"time_zone", s.time_zone}};
+}
+
+// The schedule an API request asks for, checked; its handled times start
+// now, so the first runs are the next due times after the change.
+absl::StatusOr<ConnectorSchedule> ScheduleFrom(const v1::ConnectorSchedule& in,
+                                               absl::Time now) {
+  ConnectorSchedule schedule;
+  schedule.incremental_minutes = in.incremental_every_minutes();
+  schedule.full_cron = in.full_cron();
+  schedule.time_zone = in.time_zone();
+  IDSYNC_RETURN_IF_ERROR(CheckSchedule(schedule));
+  schedule.incremental_handled_at = now;
+  schedule.full_handled_at = now;
+  return schedule;
 }
 
 v1::Token ToProto(const TokenRow& row) {
@@ -806,8 +843,16 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
       CheckConnector(row, request.config(), has_auth, /*build=*/true));
   IDSYNC_ASSIGN_OR_RETURN(std::string auth_json,
                           StructToJson(request.auth_config()));
+  IDSYNC_RETURN_IF_ERROR(
+      ScheduleFrom(request.schedule(), absl::Now()).status());
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
     IDSYNC_ASSIGN_OR_RETURN(row.id, txn.InsertConnector(row));
+    IDSYNC_ASSIGN_OR_RETURN(row.schedule,
+                            ScheduleFrom(request.schedule(), txn.now()));
+    if (!row.schedule.empty()) {
+      IDSYNC_RETURN_IF_ERROR(
+          txn.SetSchedule(row.tenant_id, row.id, row.schedule));
+    }
     if (has_auth) {
       IDSYNC_RETURN_IF_ERROR(txn.SetConnectorAuth(
           row.tenant_id, row.id, secrets_.Seal(auth_json, AuthContext(row))));
@@ -817,6 +862,7 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
                               {"mode", row.mode},
                               {"auth_config_set", has_auth}};
     if (!row.agent.empty()) details["agent"] = row.agent;
+    if (!row.schedule.empty()) details["schedule"] = ScheduleJson(row.schedule);
     IDSYNC_RETURN_IF_ERROR(txn.Audit(
         Audit(caller, "connector.create", "connector", row.id, details)));
     row.has_auth = has_auth;
@@ -874,6 +920,11 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
     IDSYNC_ASSIGN_OR_RETURN(row.config_json, StructToJson(request.config()));
     changed.push_back("config");
   }
+  if (request.has_schedule()) {
+    IDSYNC_RETURN_IF_ERROR(
+        ScheduleFrom(request.schedule(), absl::Now()).status());
+    changed.push_back("schedule");
+  }
   // The connector as it will be. A hosted one builds here when its config
   // is new or it was an agent's until now.
   const bool auth_after = request.has_auth_config()
@@ -911,6 +962,12 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
   }
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
     IDSYNC_RETURN_IF_ERROR(txn.UpdateConnector(row));
+    if (request.has_schedule()) {
+      IDSYNC_ASSIGN_OR_RETURN(row.schedule,
+                              ScheduleFrom(request.schedule(), txn.now()));
+      IDSYNC_RETURN_IF_ERROR(
+          txn.SetSchedule(row.tenant_id, row.id, row.schedule));
+    }
     if (sealed.has_value()) {
       IDSYNC_RETURN_IF_ERROR(
           txn.SetConnectorAuth(row.tenant_id, row.id, *sealed));
@@ -919,6 +976,8 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
     nlohmann::json details = {{"fields", changed}};
     if (row.mode != before.mode) details["mode"] = row.mode;
     if (row.agent != before.agent) details["agent"] = row.agent;
+    if (request.has_schedule())
+      details["schedule"] = ScheduleJson(row.schedule);
     IDSYNC_RETURN_IF_ERROR(txn.Audit(
         Audit(caller, "connector.update", "connector", row.id, details)));
     row.updated_at = txn.now();

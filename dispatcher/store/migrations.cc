@@ -302,6 +302,16 @@ ALTER TABLE connectors ADD COLUMN agent TEXT NOT NULL DEFAULT '';
 -- A registration token's agent group (registration tokens only).
 ALTER TABLE tokens ADD COLUMN agent_group TEXT NOT NULL DEFAULT '';
 )sql",
+      // 6: connector schedules. *_handled_at: the last due time the
+      // scheduler acted on (started or skipped); the next due time derives
+      // from it, so a restart neither forgets nor repeats a run.
+      R"sql(
+ALTER TABLE connectors ADD COLUMN incremental_minutes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE connectors ADD COLUMN full_cron TEXT NOT NULL DEFAULT '';
+ALTER TABLE connectors ADD COLUMN schedule_tz TEXT NOT NULL DEFAULT '';
+ALTER TABLE connectors ADD COLUMN incremental_handled_at INTEGER;
+ALTER TABLE connectors ADD COLUMN full_handled_at INTEGER;
+)sql",
   };
   return *migrations;
 }

@@ -95,19 +95,24 @@ void BindRunUpdate(Statement& s, const RunRow& run) {
   s.Bind(i++, absl::string_view(run.error));
   s.Bind(i++, absl::string_view(run.next_sync_token));
   s.Bind(i++, Micros(run.updated_at));
-  if (run.finished_at.has_value()) {
-    s.Bind(i++, Micros(*run.finished_at));
-  } else {
-    s.BindNull(i++);
-  }
+  BindTime(s, i++, run.finished_at);
   s.Bind(i++, run.id);
   s.Bind(i++, run.tenant_id);
+}
+
+void BindTime(Statement& s, int index, const std::optional<absl::Time>& t) {
+  if (t.has_value()) {
+    s.Bind(index, Micros(*t));
+  } else {
+    s.BindNull(index);
+  }
 }
 
 const char kConnectorColumns[] =
     "id, tenant_id, business_id, type, mode, config, deletion_threshold, "
     "sync_token, last_sync_at, auth_config IS NOT NULL, created_at, "
-    "updated_at, agent";
+    "updated_at, agent, incremental_minutes, full_cron, schedule_tz, "
+    "incremental_handled_at, full_handled_at";
 
 ConnectorRow ReadConnector(const Statement& s) {
   ConnectorRow c;
@@ -124,6 +129,11 @@ ConnectorRow ReadConnector(const Statement& s) {
   c.created_at = FromMicros(s.Int(10));
   c.updated_at = FromMicros(s.Int(11));
   c.agent = s.Text(12);
+  c.schedule.incremental_minutes = static_cast<int>(s.Int(13));
+  c.schedule.full_cron = s.Text(14);
+  c.schedule.time_zone = s.Text(15);
+  if (!s.IsNull(16)) c.schedule.incremental_handled_at = FromMicros(s.Int(16));
+  if (!s.IsNull(17)) c.schedule.full_handled_at = FromMicros(s.Int(17));
   return c;
 }
 

@@ -4,6 +4,7 @@
 #define IDSYNC_DISPATCHER_STORE_SQLITE_ROWS_H_
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -15,6 +16,8 @@ namespace idsync {
 // Times are stored as unix microseconds.
 int64_t Micros(absl::Time t);
 absl::Time FromMicros(int64_t us);
+// Binds Micros(*t), or NULL when there is no time.
+void BindTime(Statement& s, int index, const std::optional<absl::Time>& t);
 
 RunStatus ParseStatus(absl::string_view s);
 absl::string_view PhaseName(RunPhase phase);

@@ -51,6 +51,7 @@ class SqliteStore final : public Store {
                                             int64_t id) override;
   absl::StatusOr<TokenRow> FindToken(absl::string_view hash) override;
   absl::StatusOr<std::vector<RunRow>> RunningRuns() override;
+  absl::StatusOr<std::vector<ConnectorRow>> ScheduledConnectors() override;
   absl::Status Write(const WriteBody& body) override;
   absl::StatusOr<IdempotencyState> BeginIdempotent(
       int64_t tenant_id, absl::string_view key, absl::string_view request_hash,

@@ -338,6 +338,36 @@ class SqliteWriteTxn final : public WriteTxn {
                   });
   }
 
+  absl::Status SetSchedule(int64_t tenant_id, int64_t id,
+                           const ConnectorSchedule& schedule) override {
+    return RunSql(
+        db_,
+        "UPDATE connectors SET incremental_minutes=?, full_cron=?, "
+        "schedule_tz=?, incremental_handled_at=?, full_handled_at=? WHERE "
+        "tenant_id=? AND id=?",
+        [&](Statement& s) {
+          s.Bind(1, static_cast<int64_t>(schedule.incremental_minutes));
+          s.Bind(2, schedule.full_cron).Bind(3, schedule.time_zone);
+          BindTime(s, 4, schedule.incremental_handled_at);
+          BindTime(s, 5, schedule.full_handled_at);
+          s.Bind(6, tenant_id).Bind(7, id);
+        });
+  }
+
+  absl::Status MarkScheduleHandled(int64_t tenant_id, int64_t id,
+                                   std::optional<absl::Time> incremental,
+                                   std::optional<absl::Time> full) override {
+    return RunSql(db_,
+                  "UPDATE connectors SET incremental_handled_at="
+                  "coalesce(?, incremental_handled_at), full_handled_at="
+                  "coalesce(?, full_handled_at) WHERE tenant_id=? AND id=?",
+                  [&](Statement& s) {
+                    BindTime(s, 1, incremental);
+                    BindTime(s, 2, full);
+                    s.Bind(3, tenant_id).Bind(4, id);
+                  });
+  }
+
   absl::Status DeleteConnector(int64_t tenant_id, int64_t id) override {
     std::vector<std::string> tables;
     for (const KindSchema& k : AllKinds()) {
@@ -719,6 +749,23 @@ absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
     runs.push_back(ReadRun(s));
   }
   return runs;
+}
+
+absl::StatusOr<std::vector<ConnectorRow>> SqliteStore::ScheduledConnectors() {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(
+          db->db(), absl::StrCat("SELECT ", kConnectorColumns,
+                                 " FROM connectors WHERE incremental_minutes "
+                                 "> 0 OR full_cron != '' ORDER BY id")));
+  std::vector<ConnectorRow> rows;
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    rows.push_back(ReadConnector(s));
+  }
+  return rows;
 }
 
 namespace {

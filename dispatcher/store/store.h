@@ -23,6 +23,18 @@
 
 namespace idsync {
 
+// When the scheduler syncs a connector (dispatcher/scheduler.h).
+struct ConnectorSchedule {
+  int incremental_minutes = 0;  // 0: no scheduled incremental syncs.
+  std::string full_cron;        // Empty: no scheduled full syncs.
+  std::string time_zone;        // For full_cron; empty: UTC.
+  // The last due time the scheduler acted on (started or skipped); the
+  // next due time is computed from it. Set to "now" when the schedule is.
+  std::optional<absl::Time> incremental_handled_at;
+  std::optional<absl::Time> full_handled_at;
+  bool empty() const { return incremental_minutes == 0 && full_cron.empty(); }
+};
+
 struct ConnectorRow {
   int64_t id = 0;
   int64_t tenant_id = 0;
@@ -38,6 +50,7 @@ struct ConnectorRow {
   std::string agent;
   absl::Time created_at;
   absl::Time updated_at;
+  ConnectorSchedule schedule;
 };
 
 enum class RunStatus { kRunning, kSucceeded, kFailed, kCancelled };
@@ -273,6 +286,13 @@ class WriteTxn {
                                         absl::string_view sealed) = 0;
   // Removes the connector with its records and runs.
   virtual absl::Status DeleteConnector(int64_t tenant_id, int64_t id) = 0;
+  // Replaces the connector's schedule, its handled_at times with it.
+  virtual absl::Status SetSchedule(int64_t tenant_id, int64_t id,
+                                   const ConnectorSchedule& schedule) = 0;
+  // Records the due times the scheduler acted on; nullopt leaves one as is.
+  virtual absl::Status MarkScheduleHandled(
+      int64_t tenant_id, int64_t id, std::optional<absl::Time> incremental,
+      std::optional<absl::Time> full) = 0;
   // A new running run (kFailedPrecondition if the connector has one).
   virtual absl::StatusOr<RunRow> InsertRun(const RunRow& run) = 0;
 
@@ -350,6 +370,8 @@ class Store {
   virtual absl::StatusOr<TokenRow> FindToken(absl::string_view hash) = 0;
   // Runs left running, of any tenant (for resuming at start-up).
   virtual absl::StatusOr<std::vector<RunRow>> RunningRuns() = 0;
+  // Connectors with a schedule, of any tenant (for the scheduler).
+  virtual absl::StatusOr<std::vector<ConnectorRow>> ScheduledConnectors() = 0;
 
   // --- API writes ---
   // Runs `body` in one transaction; commits if it returns OK.

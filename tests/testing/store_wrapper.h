@@ -86,6 +86,9 @@ class StoreWrapper : public Store {
   absl::StatusOr<std::vector<RunRow>> RunningRuns() override {
     return base_.RunningRuns();
   }
+  absl::StatusOr<std::vector<ConnectorRow>> ScheduledConnectors() override {
+    return base_.ScheduledConnectors();
+  }
   absl::Status Write(const WriteBody& body) override {
     return base_.Write(body);
   }
