@@ -252,6 +252,7 @@ int Serve(const ServeOptions& o) {
   stopping = true;
   scheduler.Stop();
   rest.Stop();
+  agents.Shutdown();  // Agent streams never end by themselves.
   grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   maintenance.join();
   absl::Notification idle;

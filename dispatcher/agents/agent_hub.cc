@@ -76,12 +76,14 @@ AgentHub::AgentHub(Store& store, Clock& clock, AgentHubOptions options)
 }
 
 AgentHub::~AgentHub() {
-  {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    for (auto& [id, session] : sessions_) session->context->TryCancel();
-  }
+  Shutdown();
   watchdog_.join();
+}
+
+void AgentHub::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+  for (auto& [id, session] : sessions_) session->context->TryCancel();
 }
 
 grpc::Status AgentHub::Register(grpc::ServerContext* context,
@@ -142,6 +144,10 @@ grpc::Status AgentHub::Connect(
   session->stream = stream;
   {
     absl::MutexLock lock(&mu_);
+    if (stopping_) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "the dispatcher is stopping");
+    }
     session->last_seen = clock_.Now();
     auto [it, inserted] = sessions_.try_emplace(agent->id, session);
     if (!inserted) {

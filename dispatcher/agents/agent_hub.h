@@ -57,6 +57,9 @@ class AgentHub final : public idsync::v1::AgentSpine::Service {
   // Closes the agent's stream now (its token was revoked). Its runs wait
   // for it, then fail after agent_timeout.
   void Disconnect(int64_t agent_id);
+  // Closes every stream and refuses new ones, so a stopping server need not
+  // wait out its deadline for streams that never end by themselves.
+  void Shutdown();
   bool IsOnline(int64_t agent_id) const;
 
   // For AgentProxyConnector: a channel to run one sync on an agent of
