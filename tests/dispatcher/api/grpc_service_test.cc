@@ -1513,6 +1513,31 @@ TEST_F(GrpcAgentTest, RevokingAnAgentsTokenClosesItsStream) {
   EXPECT_TRUE(agent.has_revoked_at());
 }
 
+// A stopping dispatcher closes agent streams itself (they never end on
+// their own) and refuses new ones; the agent shows offline.
+TEST_F(GrpcAgentTest, ShutdownClosesAgentStreams) {
+  std::string agent_token;
+  const int64_t id = NewAgent(admin_, "branch-dc1", "", &agent_token);
+  ASSERT_GT(id, 0);
+  v1::DispatcherMessage welcome;
+  AgentStream stream = Connect(agent_token, &welcome);
+  ASSERT_TRUE(welcome.has_welcome()) << welcome.DebugString();
+  hub_->Shutdown();
+  grpc::Status closed;
+  EXPECT_LT(WaitForClose(stream, &closed), absl::Seconds(5));
+  EXPECT_FALSE(closed.ok());
+  v1::DispatcherMessage none;
+  AgentStream again = Connect(agent_token, &none);
+  EXPECT_FALSE(none.has_welcome());
+  grpc::Status refused;
+  WaitForClose(again, &refused);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << refused.error_message();
+  v1::Agent agent;
+  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  EXPECT_FALSE(agent.online());
+}
+
 TEST_F(GrpcAgentTest, AgentAndRegistrationTokensAreRefused) {
   std::string agent_token;
   ASSERT_GT(NewAgent(admin_, "branch-dc1", "", &agent_token), 0);
