@@ -41,7 +41,7 @@ void AddPathFlags(CLI::App* cmd, CommonFlags& f) {
                   "Agent token file (default: $IDSYNC_AGENT_TOKEN_FILE or "
                   "~/.config/idsync/agent.token)");
   cmd->add_option("--state-dir", f.state_dir,
-                  "Directory for agent.json and agent-status.json (default: "
+                  "Directory for registration.json and agent-status.json (default: "
                   "the token file's directory)");
 }
 

@@ -20,7 +20,7 @@ struct RegisterOptions {
   std::string registration_token;  // Secret.
   std::string name;                // Empty: the registration token's name.
   std::string token_file;          // Where the agent token goes.
-  std::string state_dir;           // Where agent.json goes.
+  std::string state_dir;           // Where registration.json goes.
   bool force = false;              // Replace an existing token file.
   absl::Duration timeout = absl::Seconds(30);
 };
@@ -28,7 +28,7 @@ struct RegisterOptions {
 // Registers this agent. The token file is checked before the registration
 // token is spent: kAlreadyExists if it exists and !force. The dispatcher's
 // refusal comes back with its code (kUnauthenticated for a bad, used or
-// expired registration token). Also writes state_dir/agent.json (agent id,
+// expired registration token). Also writes state_dir/registration.json (agent id,
 // name, dispatcher: nothing secret).
 absl::StatusOr<RegistrationInfo> RegisterAgent(const RegisterOptions& options);
 

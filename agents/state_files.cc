@@ -25,7 +25,9 @@ namespace {
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-constexpr char kRegistrationFile[] = "agent.json";
+// Not "agent.json": that is what operators call the config, often kept in
+// the same directory.
+constexpr char kRegistrationFile[] = "registration.json";
 constexpr char kStatusFile[] = "agent-status.json";
 
 std::string Rfc3339(absl::Time t) {

@@ -1,5 +1,5 @@
 // The agent's files in its state directory, none of them secret:
-//   agent.json         what `register` learnt (agent id, name, dispatcher)
+//   registration.json  what `register` learnt (agent id, name, dispatcher)
 //   agent-status.json  kept up to date by a running agent (pid, connected,
 //                      since, last error, runs in progress)
 // and the `idsync-agent status` report built from them and the token file.

@@ -3,8 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "agents/state_files.h"
 #include "agents/token_file.h"
@@ -171,6 +174,28 @@ TEST_F(AgentCliTest, ConfigGivesThePaths) {
   EXPECT_THAT(r.out, HasSubstr("registered: yes"));
 }
 
+// The config often sits next to the token as agent.json: registering must
+// not write over it (the registration record has its own name).
+TEST_F(AgentCliTest, RegisterKeepsAConfigInTheStateDir) {
+  auto spine = testing::FakeSpine::Start();
+  ASSERT_NE(spine, nullptr);
+  spine->set_registration("idsync_reg_1", 5, "idsync_agt_FROMREG", "edge-9");
+  const std::string config = state_ + "/agent.json";
+  std::filesystem::create_directories(state_);
+  const std::string text = absl::StrCat(
+      R"({"dispatcher": ")", spine->address(), R"(", "token_file": ")",
+      token_, R"(", "tls": {"insecure": true}})");
+  std::ofstream(config) << text;
+  auto r = Run({"register", "--config", config, "--registration-token",
+                "idsync_reg_1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(config);
+  std::string after((std::istreambuf_iterator<char>(in)),
+                    std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, text);
+  EXPECT_TRUE(std::filesystem::exists(state_ + "/registration.json"));
+}
+
 // The whole life of the binary against a scripted dispatcher: register,
 // run (hello, welcome), status while connected, SIGTERM.
 TEST_F(AgentCliTest, RegisterRunStatusAndStop) {
@@ -189,7 +214,7 @@ TEST_F(AgentCliTest, RegisterRunStatusAndStop) {
   EXPECT_THAT(registered.out + registered.err,
               Not(HasSubstr("idsync_agt_FROMREG")));
 
-  // `run` finds the dispatcher in agent.json, written by `register`.
+  // `run` finds the dispatcher in registration.json, written by `register`.
   std::vector<std::string> run = {IDSYNC_AGENT_BIN, "run", "--insecure"};
   for (auto& a : Paths()) run.push_back(a);
   auto agent = testing::ChildProcess::Start(run, dir_.path());
