@@ -131,8 +131,10 @@ void Scheduler::Handle(const ConnectorRow& row, absl::Time now,
 
   const bool full = due->full.has_value();
   const absl::Time due_at = full ? *due->full : *due->incremental;
-  nlohmann::json details = {{"kind", full ? "full" : "incremental"},
-                            {"due_at", absl::FormatTime(due_at)}};
+  nlohmann::json details = {
+      {"kind", full ? "full" : "incremental"},
+      {"due_at",
+       absl::FormatTime("%Y-%m-%d%ET%H:%M:%SZ", due_at, absl::UTCTimeZone())}};
   auto mark = [&](WriteTxn& txn) {
     return txn.MarkScheduleHandled(row.tenant_id, row.id, due->incremental,
                                    due->full);

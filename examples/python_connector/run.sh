@@ -9,6 +9,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 IDSYNC="${IDSYNC_CLI:-$root/build/cli/idsync}"
+DISPATCHER="${IDSYNC_DISPATCHER:-$root/build/dispatcher/idsync-dispatcher}"
+AGENT="${IDSYNC_AGENT:-$root/build/agents/idsync-agent}"
 # Debian's python3, which has python3-grpcio and python3-protobuf (a python3
 # from pyenv or a venv may not).
 PYTHON="${PYTHON:-/usr/bin/python3}"
@@ -16,8 +18,17 @@ PEOPLE="${PEOPLE:-2500}"
 
 work="$(mktemp -d)"
 connector_pid=""
+dispatcher_pid=""
+agent_pid=""
 cleanup() {
-  if [ -n "$connector_pid" ]; then kill "$connector_pid" 2>/dev/null || true; fi
+  local status=$?
+  for pid in $agent_pid $dispatcher_pid $connector_pid; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$status" -ne 0 ]; then
+    for log in "$work"/*.log; do echo "-- $log" >&2; tail -n 15 "$log" >&2; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -84,4 +95,51 @@ out="$(sync)"; echo "$out"
 dept="$(sqlite3 "$work/store.db" "SELECT department FROM identities WHERE external_id = 'e00000'")"
 [ "$dept" = Legal ] || fail "e00000's department is '$dept', want Legal"
 
-echo "OK: $PEOPLE people synced from Python; the change and the removal arrived"
+echo "== 6. The same connector next to an on-prem agent: the dispatcher reaches it through the agent"
+free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+http_port=$(free_port)
+grpc_port=$(free_port)
+token=$("$DISPATCHER" bootstrap --tenant acme --db "$work/dispatcher.db" 2>/dev/null)
+"$DISPATCHER" --db "$work/dispatcher.db" --http-listen "127.0.0.1:$http_port" \
+  --grpc-listen "127.0.0.1:$grpc_port" >"$work/dispatcher.log" 2>&1 &
+dispatcher_pid=$!
+api() {  # api METHOD PATH [BODY]
+  curl -sS --fail-with-body -X "$1" "http://127.0.0.1:$http_port$2" \
+    -H "Authorization: Bearer $token" ${3:+-d "$3"}
+}
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$http_port/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+jget() { "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+registration=$(api POST /api/v1/agents/registration-tokens '{"name": "hr-site"}' | jget token)
+cat >"$work/agent.json" <<JSON
+{"dispatcher": "127.0.0.1:$grpc_port", "token_file": "$work/agent.token",
+ "tls": {"insecure": true},
+ "connectors": {"people": {"type": "remote", "config": {"address": "$address"}}}}
+JSON
+echo "$registration" | "$AGENT" register --config "$work/agent.json" --registration-token - 2>>"$work/agent.log"
+"$AGENT" run --config "$work/agent.json" 2>>"$work/agent.log" &
+agent_pid=$!
+connector_id=$(api POST /api/v1/connectors \
+  '{"business_id": "people", "type": "remote", "mode": "agent", "agent": "hr-site", "config": {}}' | jget id)
+online=""
+for _ in $(seq 150); do
+  online=$(api GET /api/v1/agents | "$PYTHON" -c 'import json,sys; print(any(a["online"] for a in json.load(sys.stdin)["items"]))')
+  [ "$online" = True ] && break
+  sleep 0.1
+done
+[ "$online" = True ] || fail "the agent did not come online"
+run_id=$(api POST "/api/v1/connectors/$connector_id/sync" '{}' | jget id)
+status=""
+for _ in $(seq 300); do
+  run=$(api GET "/api/v1/sync-runs/$run_id")
+  status=$(field "$run" status)
+  [ "$status" = running ] || break
+  sleep 0.1
+done
+echo "$run"
+[ "$status" = succeeded ] || fail "the sync through the agent: $run"
+[ "$(field "$run" created)" = "$((PEOPLE - 1))" ] || fail "created $(field "$run" created) through the agent, want $((PEOPLE - 1))"
+
+echo "OK: $PEOPLE people synced from Python, hosted and through an agent; the change and the removal arrived"
