@@ -53,6 +53,11 @@ class SecretBox {
   absl::StatusOr<std::string> Open(absl::string_view sealed,
                                    absl::string_view context) const;
 
+  // A keyed hash (BLAKE2b under a key derived for `context`), hex: for
+  // fingerprints of data that may hold secrets, which an unkeyed hash in the
+  // store would let anyone with the file test guesses against.
+  std::string Mac(absl::string_view data, absl::string_view context) const;
+
  private:
   explicit SecretBox(std::string key) : key_(std::move(key)) {}
   std::string key_;  // 32 bytes.

@@ -71,6 +71,12 @@ class ControlPlaneService {
   absl::StatusOr<Caller> Authenticate(absl::string_view authorization,
                                       std::string request_id);
 
+  // What an Idempotency-Key record keeps of a request: keyed, because the
+  // request may carry secrets (a connector's auth_config).
+  std::string RequestFingerprint(absl::string_view request) const {
+    return secrets_.Mac(request, "idempotency");
+  }
+
   absl::StatusOr<idsync::v1::ListIdentitiesResponse> ListIdentities(
       const Caller& caller, const idsync::v1::ListIdentitiesRequest& request);
   absl::StatusOr<idsync::v1::Identity> GetIdentity(

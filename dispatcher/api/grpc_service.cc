@@ -107,8 +107,8 @@ grpc::Status ControlPlaneGrpc::Write(
   const std::string serialized = DeterministicBytes(request);
   // gRPC keys share the tenant's key space with REST; the method name in the
   // hash keeps a reuse across faces or methods a mismatch.
-  const std::string hash =
-      TokenHash(absl::StrCat("grpc\n", name, "\n", serialized));
+  const std::string hash = service_.RequestFingerprint(
+      absl::StrCat("grpc\n", name, "\n", serialized));
   absl::StatusOr<IdempotencyState> state =
       store_.BeginIdempotent(caller->tenant_id, key, hash, absl::Seconds(60));
   if (!state.ok()) return ToGrpcStatus(state.status());

@@ -7,9 +7,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/time.h"
 #include "connector/status_macros.h"
@@ -409,11 +411,31 @@ absl::Status SetScalar(const nlohmann::json& j, const FieldDescriptor* f,
   }
 }
 
-int Depth(const nlohmann::json& j) {
-  if (!j.is_structured()) return 0;
-  int deepest = 0;
-  for (const auto& item : j) deepest = std::max(deepest, Depth(item));
-  return deepest + 1;
+// The deepest nesting of arrays and objects in JSON text, counted on the
+// text without recursion (a recursive walk of the parsed tree overflowed the
+// stack on 100,000 '['), and before the parser builds a tree of that depth.
+// Stops at the first level past `limit`.
+int NestingDepth(absl::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return depth;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return 0;
 }
 
 }  // namespace
@@ -463,15 +485,15 @@ absl::Status FromJson(const nlohmann::json& json, Message* message) {
 
 absl::Status ParseJson(absl::string_view text, Message* message) {
   message->Clear();
+  if (NestingDepth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body nests deeper than ", kMaxJsonDepth, " levels"));
+  }
   nlohmann::json json = nlohmann::json::parse(text.begin(), text.end(), nullptr,
                                               /*allow_exceptions=*/false);
   if (json.is_discarded()) {
     return absl::InvalidArgumentError(
         "the body is not valid JSON (or not valid UTF-8)");
-  }
-  if (Depth(json) > kMaxJsonDepth) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the body nests deeper than ", kMaxJsonDepth, " levels"));
   }
   return FromJson(json, message);
 }
@@ -489,7 +511,14 @@ absl::Status SetFieldFromString(const std::string& name,
     case FieldDescriptor::CPPTYPE_INT32:
     case FieldDescriptor::CPPTYPE_INT64: {
       int64_t i = 0;
-      if (!absl::SimpleAtoi(value, &i)) return Bad(name, "must be an integer");
+      if (!absl::SimpleAtoi(value, &i)) {
+        // Digits that do not fit (2^63) are an integer, just too large.
+        const absl::string_view digits = absl::StripPrefix(value, "-");
+        const bool integer =
+            !digits.empty() &&
+            std::all_of(digits.begin(), digits.end(), absl::ascii_isdigit);
+        return Bad(name, integer ? "is out of range" : "must be an integer");
+      }
       j = i;
       break;
     }

@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <limits>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -295,6 +297,24 @@ std::string Dump(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// Sends the response already in `res` and then closes the connection. The
+// library (0.11) has no call for that, but it ends a connection whose
+// response fails to write: the body goes out through a content provider that
+// writes all of it and then reports failure.
+void SendAndClose(httplib::Response& res) {
+  auto body = std::make_shared<std::string>(std::move(res.body));
+  res.body.clear();
+  const std::string type = res.get_header_value("Content-Type");
+  res.headers.erase("Content-Type");
+  res.set_header("Connection", "close");
+  res.set_content_provider(
+      body->size(), type,
+      [body](size_t offset, size_t length, httplib::DataSink& sink) {
+        sink.write(body->data() + offset, length);
+        return false;
+      });
+}
+
 }  // namespace
 
 // Serves one request of a route; created per request.
@@ -386,8 +406,8 @@ class RestServer::Handler {
           "this token may only read (role auditor); writes need an admin "
           "token"));
     }
-    const std::string hash =
-        TokenHash(absl::StrCat(req_.method, "\n", req_.path, "\n", req_.body));
+    const std::string hash = server_.service_.RequestFingerprint(
+        absl::StrCat(req_.method, "\n", req_.path, "\n", req_.body));
     absl::StatusOr<IdempotencyState> state = server_.store_.BeginIdempotent(
         caller_.tenant_id, key, hash, server_.options_.idempotency_stale_after);
     if (!state.ok()) return SendError(state.status());
@@ -597,42 +617,106 @@ absl::Status RestServer::Start() {
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     *listen_fd = sock;
   });
-  http.set_pre_routing_handler(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        // The library does not bound chunked bodies by the payload limit:
-        // only bodies of a declared length are taken.
-        if (req.has_header("Transfer-Encoding")) {
-          Handler h(*this, req, res);
-          h.SendError(absl::InvalidArgumentError(
-              "send the body with a Content-Length (no Transfer-Encoding)"));
-          res.status = 411;
-          return httplib::Server::HandlerResponse::Handled;
-        }
-        uint64_t length = 0;
-        if (absl::SimpleAtoi(req.get_header_value("Content-Length"), &length) &&
-            length > options_.max_body_bytes) {
-          Handler h(*this, req, res);
-          h.SendError(absl::InvalidArgumentError(absl::StrCat(
-              "the body is larger than ", options_.max_body_bytes, " bytes")));
-          res.status = 413;
-          return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
-      });
-  http.set_error_handler(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return;
-        const int status = res.status;
-        Handler h(*this, req, res);
-        h.SendJson(
-            status,
-            ErrorBody(status == 404 ? absl::NotFoundError("no such endpoint")
-                      : status == 413
-                          ? absl::InvalidArgumentError("the body is too large")
-                          : absl::InvalidArgumentError(
-                                absl::StrCat("HTTP error ", status)),
-                      h.request_id_));
-      });
+  // Runs before the library reads the body.
+  http.set_pre_routing_handler([this](const httplib::Request& req,
+                                      httplib::Response& res) {
+    // Refused before the body is read: what is left of it must not be
+    // taken for the next request on the connection (request smuggling),
+    // so the connection ends with the answer.
+    auto refuse = [&](int status, absl::string_view message) {
+      Handler h(*this, req, res);
+      h.SendError(absl::InvalidArgumentError(message));
+      res.status = status;
+      SendAndClose(res);
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    // The library does not bound chunked bodies by the payload limit:
+    // only bodies of a declared length are taken.
+    if (req.has_header("Transfer-Encoding")) {
+      return refuse(
+          411, "send the body with a Content-Length (no Transfer-Encoding)");
+    }
+    // The library would inflate a compressed body past the limit (a
+    // 400 KB gzip body became 400 MB in memory).
+    const std::string encoding = req.get_header_value("Content-Encoding");
+    if (!encoding.empty() && !absl::EqualsIgnoreCase(encoding, "identity")) {
+      return refuse(415,
+                    "Content-Encoding is not supported: send the body "
+                    "uncompressed");
+    }
+    // A Content-Length the library would misread ("abc" as 0, "-5" as
+    // huge) is refused here, with a message that says why.
+    const bool has_length = req.has_header("Content-Length");
+    const std::string declared = req.get_header_value("Content-Length");
+    uint64_t length = 0;
+    if (has_length && !absl::SimpleAtoi(declared, &length)) {
+      if (declared.empty() ||
+          !std::all_of(declared.begin(), declared.end(), absl::ascii_isdigit)) {
+        return refuse(400, "Content-Length is not a number of bytes");
+      }
+      length = std::numeric_limits<uint64_t>::max();  // Too many digits.
+    }
+    if (length > options_.max_body_bytes) {
+      return refuse(413, absl::StrCat("the body is larger than ",
+                                      options_.max_body_bytes, " bytes"));
+    }
+    // The library reads bodies of these methods only.
+    const bool read = req.method == "POST" || req.method == "PATCH" ||
+                      req.method == "PUT" || req.method == "DELETE";
+    if (!read && length > 0) {
+      const std::string method = req.method;
+      // A HEAD answer has no body, so it could not end the connection:
+      // this one is answered like a GET.
+      if (method == "HEAD") {
+        const_cast<httplib::Request&>(req).method = "GET";
+      }
+      return refuse(400, absl::StrCat(method, " requests take no body"));
+    }
+    // Bodies are JSON whatever their Content-Type (curl -d sends a form
+    // type), and a request without Content-Length has no body (RFC 9112
+    // 6.3). The library would parse form bodies as a query (refusing
+    // ones over 8 KiB with 413), split multipart ones (400), and refuse
+    // a POST without Content-Length (400): let it read the plain bytes.
+    // The library owns `req` (not const) and has not read it yet.
+    httplib::Headers& headers = const_cast<httplib::Request&>(req).headers;
+    const std::string type =
+        absl::AsciiStrToLower(req.get_header_value("Content-Type"));
+    if (absl::StartsWith(type, "multipart/") ||
+        absl::StartsWith(type, "application/x-www-form-urlencoded")) {
+      headers.erase("Content-Type");
+    }
+    if (!has_length) headers.emplace("Content-Length", "0");
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  http.set_error_handler([this](const httplib::Request& req,
+                                httplib::Response& res) {
+    if (!res.body.empty() || res.content_provider_) return;
+    const int status = res.status;
+    Handler h(*this, req, res);
+    absl::Status error;
+    switch (status) {
+      case 404:
+        error = absl::NotFoundError("no such endpoint");
+        break;
+      case 413:
+        error = absl::InvalidArgumentError(absl::StrCat(
+            "the body is larger than ", options_.max_body_bytes, " bytes"));
+        break;
+      case 414:
+        error = absl::InvalidArgumentError("the request URL is too long");
+        break;
+      case 400:
+        // The library refuses requests it cannot read before routing.
+        error = absl::InvalidArgumentError(
+            "the request is not valid HTTP/1.1 for this API (a malformed "
+            "request line or header, a header line over 8 KiB, or an "
+            "unknown method)");
+        break;
+      default:
+        error = absl::InvalidArgumentError(absl::StrCat("HTTP error ", status));
+    }
+    h.SendJson(status, ErrorBody(error, h.request_id_));
+  });
 
   http.Get("/health",
            [this](const httplib::Request& req, httplib::Response& res) {

@@ -227,6 +227,20 @@ TEST_F(KeyFileTest, GroupOrWorldAccessibleFileIsRefused) {
   EXPECT_TRUE(SecretBox::FromKeyFile(path, false).ok()) << "owner-only is fine";
 }
 
+TEST(SecretBoxMacTest, KeyedPerContextAndStable) {
+  auto a = SecretBox::FromKey(std::string(32, 'a'));
+  auto b = SecretBox::FromKey(std::string(32, 'b'));
+  ASSERT_TRUE(a.ok() && b.ok());
+  const std::string mac = a->Mac("POST /connectors {password}", "idempotency");
+  EXPECT_EQ(mac.size(), 64u);
+  EXPECT_EQ(mac, a->Mac("POST /connectors {password}", "idempotency"));
+  EXPECT_NE(mac, a->Mac("POST /connectors {password}", "other"));
+  EXPECT_NE(mac, b->Mac("POST /connectors {password}", "idempotency"));
+  EXPECT_NE(mac, a->Mac("POST /connectors {passw0rd}", "idempotency"));
+  EXPECT_NE(mac, TokenHash("POST /connectors {password}"))
+      << "not the unkeyed hash";
+}
+
 TEST_F(KeyFileTest, MissingFileWithoutCreateIsAnError) {
   const std::string path = dir_.File("absent");
   absl::StatusOr<SecretBox> box = SecretBox::FromKeyFile(path, false);
