@@ -72,7 +72,28 @@ bool Matches(const std::string& binding, const std::string& name,
 
 AgentHub::AgentHub(Store& store, Clock& clock, AgentHubOptions options)
     : store_(store), clock_(clock), options_(std::move(options)) {
+  // No stream survives a restart: agents the store still shows online (the
+  // last process was killed) are offline until they reconnect.
+  absl::StatusOr<std::vector<int64_t>> online = store_.OnlineAgents();
+  if (!online.ok()) spdlog::warn("agents: {}", online.status().ToString());
+  for (int64_t id : online.value_or(std::vector<int64_t>())) {
+    PublishOnline(id, "", {}).IgnoreError();
+  }
   watchdog_ = std::thread([this] { Watchdog(); });
+}
+
+absl::Status AgentHub::PublishOnline(int64_t agent_id,
+                                     const std::string& version,
+                                     const std::vector<std::string>& types) {
+  // Serialised, and reading the session map inside: when a stream ends as
+  // its replacement connects, the last write says what is true now.
+  absl::MutexLock publishing(&publish_mu_);
+  bool online = false;
+  {
+    absl::MutexLock lock(&mu_);
+    online = sessions_.contains(agent_id);
+  }
+  return store_.SetAgentOnline(agent_id, online, version, types);
 }
 
 AgentHub::~AgentHub() {
@@ -155,8 +176,8 @@ grpc::Status AgentHub::Connect(
       it->second = session;
     }
   }
-  absl::Status online = store_.SetAgentOnline(
-      agent->id, true, first.hello().version(), session->types);
+  absl::Status online =
+      PublishOnline(agent->id, first.hello().version(), session->types);
   if (!online.ok()) spdlog::warn("agent {}: {}", agent->id, online.ToString());
   spdlog::info("agent {} '{}' connected", agent->id, agent->name);
   DispatcherMessage welcome;
@@ -236,9 +257,7 @@ grpc::Status AgentHub::Connect(
       }
     }
   }
-  if (current) {
-    store_.SetAgentOnline(agent->id, false, "", {}).IgnoreError();
-  }
+  if (current) PublishOnline(agent->id, "", {}).IgnoreError();
   spdlog::info("agent {} '{}' disconnected", agent->id, agent->name);
   return grpc::Status::OK;
 }

@@ -89,6 +89,12 @@ class AgentHub final : public idsync::v1::AgentSpine::Service {
   Clock& clock_;
   const AgentHubOptions options_;
 
+  // Writes the agent's online flag as the session map says it is now.
+  absl::Status PublishOnline(int64_t agent_id, const std::string& version,
+                             const std::vector<std::string>& types)
+      ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
+
+  absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   // agent id -> its live session (at most one: a new stream replaces it).
   absl::flat_hash_map<int64_t, std::shared_ptr<Session>> sessions_

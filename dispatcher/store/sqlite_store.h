@@ -78,6 +78,7 @@ class SqliteStore final : public Store {
                               absl::string_view version,
                               const std::vector<std::string>& types) override;
   absl::Status TouchAgent(int64_t agent_id) override;
+  absl::StatusOr<std::vector<int64_t>> OnlineAgents() override;
   absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
                                                          int limit) override;
   absl::Status RecordDelivery(const DeliveryOutcome& outcome) override;

@@ -1123,6 +1123,20 @@ absl::Status SqliteStore::TouchAgent(int64_t agent_id) {
   });
 }
 
+absl::StatusOr<std::vector<int64_t>> SqliteStore::OnlineAgents() {
+  IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement s,
+      Statement::Prepare(db->db(), "SELECT id FROM agents WHERE online=1"));
+  std::vector<int64_t> ids;
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    ids.push_back(s.Int(0));
+  }
+  return ids;
+}
+
 absl::Status SqliteStore::Write(const WriteBody& body) {
   PriorityWrite gate(gate_);
   absl::MutexLock lock(&mu_);

@@ -438,6 +438,8 @@ class Store {
       int64_t agent_id, bool online, absl::string_view version,
       const std::vector<std::string>& types) = 0;
   virtual absl::Status TouchAgent(int64_t agent_id) = 0;  // last_seen_at
+  // Agents the store shows online, of any tenant.
+  virtual absl::StatusOr<std::vector<int64_t>> OnlineAgents() = 0;
 
   // --- Delivery (dispatcher/delivery/) ---
   // Pending deliveries due at `now`, at most one per endpoint (the oldest:

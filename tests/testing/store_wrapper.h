@@ -152,6 +152,9 @@ class StoreWrapper : public Store {
   absl::Status TouchAgent(int64_t agent_id) override {
     return base_.TouchAgent(agent_id);
   }
+  absl::StatusOr<std::vector<int64_t>> OnlineAgents() override {
+    return base_.OnlineAgents();
+  }
   absl::StatusOr<std::vector<DueDelivery>> DueDeliveries(absl::Time now,
                                                          int limit) override {
     return base_.DueDeliveries(now, limit);

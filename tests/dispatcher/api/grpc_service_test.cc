@@ -1538,6 +1538,26 @@ TEST_F(GrpcAgentTest, ShutdownClosesAgentStreams) {
   EXPECT_FALSE(agent.online());
 }
 
+// A dispatcher killed with its agents online left them "online" in the
+// store; the next start says offline until they reconnect.
+TEST_F(GrpcAgentTest, AgentsAreOfflineAfterARestart) {
+  std::string agent_token;
+  const int64_t id = NewAgent(admin_, "branch-dc1", "", &agent_token);
+  ASSERT_GT(id, 0);
+  v1::DispatcherMessage welcome;
+  AgentStream stream = Connect(agent_token, &welcome);
+  ASSERT_TRUE(welcome.has_welcome()) << welcome.DebugString();
+  // The stored flag (what the API shows when it has no live hub).
+  auto stored = [&] {
+    auto row = store_->GetAgent(TenantId("acme"), id);
+    EXPECT_TRUE(row.ok()) << row.status();
+    return row.ok() && row->online;
+  };
+  ASSERT_TRUE(stored());
+  AgentHub restarted(*store_, Clock::Real());  // What the next start builds.
+  EXPECT_FALSE(stored());
+}
+
 TEST_F(GrpcAgentTest, AgentAndRegistrationTokensAreRefused) {
   std::string agent_token;
   ASSERT_GT(NewAgent(admin_, "branch-dc1", "", &agent_token), 0);
