@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "connector/status_macros.h"
 #include "dispatcher/chunk_queue.h"
+#include "dispatcher/crash_point.h"
 #include "dispatcher/process_identity.h"
 #include "dispatcher/record_hash.h"
 #include "dispatcher/seen_set.h"
@@ -154,6 +155,7 @@ class SyncEngine::Execution {
     run_.phase = RunPhase::kDone;
     run_.finished_at = run_.updated_at = engine_.clock_.Now();
     IDSYNC_RETURN_IF_ERROR(engine_.store_.FinishRun(run_));
+    CrashPoint("after_run_finish");
     return run_;
   }
 
@@ -457,11 +459,13 @@ class SyncEngine::Execution {
       deltas.push_back({k.kind, seen_[KindIndex(k.kind)].PendingDelta()});
     }
     run_.updated_at = engine_.clock_.Now();
+    CrashPoint("before_commit");
     absl::Status committed = writer_->Commit(run_, deltas);
     if (!committed.ok()) {
       RollbackGroup();
       return committed;
     }
+    CrashPoint("after_commit");
     for (SeenSet& s : seen_) s.MarkPersisted();
     for (SeenSet& s : walk_seen_) s.MarkPersisted();  // Never stored.
     committed_ = run_;
@@ -537,11 +541,16 @@ class SyncEngine::Execution {
         }
         IDSYNC_RETURN_IF_ERROR(writer_->MarkDeleted(k.kind, unseen[i]));
         ++run_.deleted;
+        CrashPoint("deletion_pass");
         if ((i + 1) % options_.max_group_records == 0) {
           IDSYNC_RETURN_IF_ERROR(CommitGroup());
+          CrashPoint("deletion_commit");
         }
       }
-      if (in_group_) IDSYNC_RETURN_IF_ERROR(CommitGroup());
+      if (in_group_) {
+        IDSYNC_RETURN_IF_ERROR(CommitGroup());
+        CrashPoint("deletion_commit");
+      }
     }
     return absl::OkStatus();
   }
