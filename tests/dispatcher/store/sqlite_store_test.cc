@@ -58,7 +58,7 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   store_.reset();
   auto again = SqliteStore::Open({path_});
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 5);
+  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 6);
   EXPECT_EQ(*(*again)->EnsureTenant("acme"), tenant_);
 }
 
