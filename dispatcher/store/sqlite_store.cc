@@ -55,12 +55,15 @@ class SqliteRunWriter final : public RunWriter {
     return w;
   }
 
-  absl::Status Begin(absl::Time now) override {
+  // The gate is held from a successful Begin to Commit or Rollback, across
+  // calls, which -Wthread-safety cannot follow.
+  absl::Status Begin(absl::Time now) override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     scope_.now_us = Micros(now);
     gate_.LockBackground();
+    gate_held_ = true;
     absl::Status s = Exec(db_.get(), "BEGIN IMMEDIATE");
     if (!s.ok()) {
-      gate_.Unlock();
+      Rollback();
       return s;
     }
     // Subscriptions are read in each group's transaction: a webhook created
@@ -110,8 +113,8 @@ class SqliteRunWriter final : public RunWriter {
     return insert_reject_.Run();
   }
 
-  absl::Status Commit(const RunRow& run,
-                      const std::vector<SeenDelta>& seen) override {
+  absl::Status Commit(const RunRow& run, const std::vector<SeenDelta>& seen)
+      override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     absl::Status s = outbox_->Flush(
         absl::StrCat("\"source\":\"sync\",\"connector_id\":",
                      scope_.connector_id, ",\"run_id\":", scope_.run_id),
@@ -134,14 +137,21 @@ class SqliteRunWriter final : public RunWriter {
       Rollback();
       return s;
     }
+    gate_held_ = false;
     gate_.Unlock();
     return s;
   }
 
-  void Rollback() override {
+  void Rollback() override ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (outbox_ != nullptr) outbox_->Clear();
     if (!sqlite3_get_autocommit(db_.get())) {
       Exec(db_.get(), "ROLLBACK").IgnoreError();
+    }
+    // Not tied to the open transaction: on SQLITE_FULL, SQLITE_IOERR and
+    // the like SQLite may have rolled it back already, and the gate must
+    // still be released (else the next write of this process waits forever).
+    if (gate_held_) {
+      gate_held_ = false;
       gate_.Unlock();
     }
   }
@@ -165,6 +175,7 @@ class SqliteRunWriter final : public RunWriter {
 
   SqliteDb db_;
   WriteGate& gate_;    // Held from Begin to Commit or Rollback.
+  bool gate_held_ = false;
   RecordScope scope_;  // now_us is set by Begin.
   RecordWriter records_;
   std::unique_ptr<Outbox> outbox_;

@@ -1,5 +1,11 @@
 #include "dispatcher/store/sqlite_util.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 
 namespace idsync {
@@ -11,11 +17,22 @@ absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
   std::string message =
       absl::StrCat("store: ", what, ": ",
                    db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-  switch (rc & 0xff) {
+  // "disk I/O error" does not say why; the system's error does (e.g. no
+  // space left for SQLite's shared-memory index).
+  const int primary = rc & 0xff;
+  const int system_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
+  if (primary == SQLITE_IOERR && system_errno != 0) {
+    absl::StrAppend(&message, " (", std::strerror(system_errno), ")");
+    if (system_errno == ENOSPC) return absl::UnavailableError(message);
+  }
+  switch (primary) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return absl::UnavailableError(message);
+    // A full disk is the server's state, not the caller's quota: unavailable
+    // (HTTP 503) until space is freed, not resource-exhausted (HTTP 429, a
+    // rate limit, which tells the client its request rate is the problem).
     case SQLITE_FULL:
+      return absl::UnavailableError(message);
     case SQLITE_NOMEM:
       return absl::ResourceExhaustedError(message);
     case SQLITE_READONLY:
@@ -38,9 +55,28 @@ absl::StatusOr<SqliteDb> OpenSqlite(const std::string& path, bool read_only) {
       sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   SqliteDb db(raw);
   if (rc != SQLITE_OK) {
+    // A store that does not exist yet: the reason is the directory's (a
+    // read-only file system, no such directory), which SQLite does not say.
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    if (dir.empty()) dir = ".";
+    if (!read_only && access(path.c_str(), F_OK) != 0 &&
+        access(dir.c_str(), W_OK) != 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("store: cannot create '", path, "': directory '", dir,
+                       "': ", std::strerror(errno)));
+    }
     return SqliteStatus(db.get(), rc, absl::StrCat("cannot open '", path, "'"));
   }
   sqlite3_extended_result_codes(db.get(), 1);
+  // SQLite falls back to read-only when it cannot open the file for writing
+  // (permissions, an immutable file, a read-only mount); say so now, with
+  // the path, rather than fail at the first write.
+  if (!read_only && sqlite3_db_readonly(db.get(), "main") == 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "store: '", path,
+        "' is read-only: writes to it are denied (file permissions, an "
+        "immutable file or a read-only file system)"));
+  }
   sqlite3_busy_timeout(db.get(), 10000);
   // synchronous=NORMAL in WAL mode: a commit survives a process crash; only
   // an OS crash can lose the last commits, never corrupt the file.
@@ -50,7 +86,10 @@ absl::StatusOr<SqliteDb> OpenSqlite(const std::string& path, bool read_only) {
                         "PRAGMA cache_size=-32768;"
                         "PRAGMA temp_store=MEMORY;");
   if (s.ok() && !read_only) s = Exec(db.get(), "PRAGMA journal_mode=WAL;");
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    return SqliteStatus(db.get(), sqlite3_errcode(db.get()),
+                        absl::StrCat("cannot open '", path, "'"));
+  }
   return db;
 }
 

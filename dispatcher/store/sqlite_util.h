@@ -1,7 +1,8 @@
 // Thin RAII helpers over the SQLite C API and the one place that turns
 // SQLite result codes into absl::Status codes:
-//   BUSY/LOCKED -> kUnavailable (retry), FULL -> kResourceExhausted,
-//   READONLY/CONSTRAINT -> kFailedPrecondition, others -> kInternal.
+//   BUSY/LOCKED/FULL -> kUnavailable (retry later),
+//   NOMEM -> kResourceExhausted, READONLY/CONSTRAINT/CANTOPEN ->
+//   kFailedPrecondition, others -> kInternal.
 // Not thread-safe: a connection and its statements belong to one thread at
 // a time.
 #ifndef IDSYNC_DISPATCHER_STORE_SQLITE_UTIL_H_

@@ -400,10 +400,15 @@ class CrashSignatureTest : public testing::DispatcherTest {
     if (run_id == 0) return Json();
     Watch(run_id);
     const absl::Time start = absl::Now();
-    const absl::Time deadline = start + absl::Minutes(30);
+    // Generous for the long mode; a dispatcher that is gone ends it at once.
+    const absl::Time deadline = start + absl::Minutes(10);
     Json run;
     while (absl::Now() < deadline) {
       if (Recover()) continue;
+      if (!dispatcher_.has_value()) {
+        ADD_FAILURE() << "no dispatcher is running (it did not restart)";
+        break;
+      }
       absl::StatusOr<HttpResponse> r =
           Call("GET", absl::StrCat("/api/v1/sync-runs/", run_id));
       if (r.ok() && r->status == 200) {

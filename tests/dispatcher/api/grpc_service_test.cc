@@ -1533,8 +1533,14 @@ TEST_F(GrpcAgentTest, ShutdownClosesAgentStreams) {
   WaitForClose(again, &refused);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::UNAVAILABLE)
       << refused.error_message();
+  // The client sees the close before the handler has cleaned up: poll.
   v1::Agent agent;
-  ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  do {
+    ASSERT_TRUE(GetAgent(admin_, id, &agent).ok());
+    if (!agent.online()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  } while (absl::Now() < deadline);
   EXPECT_FALSE(agent.online());
 }
 
