@@ -38,7 +38,6 @@ SyncWorkers::SyncWorkers(Store& store, const ConnectorRegistry& registry,
                          Options options)
     : store_(store),
       secrets_(secrets),
-      clock_(clock),
       progress_(progress),
       metrics_(metrics),
       dispatcher_(registry, clock),

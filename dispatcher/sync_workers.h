@@ -77,7 +77,6 @@ class SyncWorkers {
 
   Store& store_;
   const SecretBox& secrets_;
-  Clock& clock_;
   RunProgress& progress_;
   Metrics& metrics_;
   ConnectorDispatcher dispatcher_;

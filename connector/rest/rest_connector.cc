@@ -87,8 +87,14 @@ std::optional<std::string> Text(const json& v) {
 const json* At(const json& doc, const std::string& pointer) {
   if (pointer.empty()) return &doc;
   const json::json_pointer p(pointer);  // Checked when the config was parsed.
-  if (!doc.contains(p)) return nullptr;
-  return &doc.at(p);
+  // contains() throws for an array index beyond size_t ("/items/1" followed
+  // by 20 digits), which only the response shape reveals: treat as absent.
+  try {
+    if (!doc.contains(p)) return nullptr;
+    return &doc.at(p);
+  } catch (const json::exception&) {
+    return nullptr;
+  }
 }
 
 // The URL in a Link header's rel="next" entry, if any (RFC 8288).

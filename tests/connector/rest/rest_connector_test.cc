@@ -63,5 +63,44 @@ TEST(RestConnectorTest, ShortPagesDoNotEndAPageWalkBeforeTheTotal) {
   EXPECT_EQ(sink.identities, kTotal);
 }
 
+// JSON pointers may name array indexes of any length; one past size_t made
+// nlohmann::json throw out of the connector (std::terminate) when the
+// response had an array there.
+TEST(RestConnectorTest, HugeArrayIndexInAPointerIsAbsentNotACrash) {
+  testing::TestServer server;
+  server.Get("/users", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"items": [{"id": "u1", "tags": []}]})",
+                    "application/json");
+  });
+  const std::string base = server.Start();
+  for (const auto& [records, external_id] :
+       {std::pair<std::string, std::string>{"/items/99999999999999999999",
+                                            "/id"},
+        {"/items", "/tags/18446744073709551615"}}) {
+    const nlohmann::json config = {
+        {"base_url", base},
+        {"streams",
+         {{{"kind", "identities"},
+           {"path", "/users"},
+           {"records", records},
+           {"fields", {{"external_id", external_id}}}}}}};
+    ConnectorSpec spec;
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(config.dump(), &spec.config)
+            .ok());
+    auto connector = CreateRestConnector(spec);
+    ASSERT_TRUE(connector.ok()) << connector.status();
+    CountingSink sink;
+    const absl::Status status =
+        (*connector)->Sync(idsync::v1::SyncRequest(), sink);
+    if (records == "/items") {
+      EXPECT_TRUE(status.ok()) << status;  // The record is rejected.
+    } else {
+      EXPECT_TRUE(absl::IsFailedPrecondition(status)) << status;
+    }
+    EXPECT_EQ(sink.identities, 0);
+  }
+}
+
 }  // namespace
 }  // namespace idsync
