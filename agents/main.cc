@@ -40,9 +40,10 @@ void AddPathFlags(CLI::App* cmd, CommonFlags& f) {
   cmd->add_option("--token-file", f.token_file,
                   "Agent token file (default: $IDSYNC_AGENT_TOKEN_FILE or "
                   "~/.config/idsync/agent.token)");
-  cmd->add_option("--state-dir", f.state_dir,
-                  "Directory for registration.json and agent-status.json (default: "
-                  "the token file's directory)");
+  cmd->add_option(
+      "--state-dir", f.state_dir,
+      "Directory for registration.json and agent-status.json (default: "
+      "the token file's directory)");
 }
 
 void AddConnectFlags(CLI::App* cmd, CommonFlags& f) {

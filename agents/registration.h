@@ -28,8 +28,8 @@ struct RegisterOptions {
 // Registers this agent. The token file is checked before the registration
 // token is spent: kAlreadyExists if it exists and !force. The dispatcher's
 // refusal comes back with its code (kUnauthenticated for a bad, used or
-// expired registration token). Also writes state_dir/registration.json (agent id,
-// name, dispatcher: nothing secret).
+// expired registration token). Also writes state_dir/registration.json (agent
+// id, name, dispatcher: nothing secret).
 absl::StatusOr<RegistrationInfo> RegisterAgent(const RegisterOptions& options);
 
 }  // namespace idsync

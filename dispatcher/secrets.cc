@@ -144,11 +144,10 @@ std::string SecretBox::Mac(absl::string_view data,
                            absl::string_view context) const {
   const std::string key = ContextKey(key_, context);
   unsigned char mac[32];
-  crypto_generichash(mac, sizeof(mac),
-                     reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size(),
-                     reinterpret_cast<const unsigned char*>(key.data()),
-                     key.size());
+  crypto_generichash(
+      mac, sizeof(mac), reinterpret_cast<const unsigned char*>(data.data()),
+      data.size(), reinterpret_cast<const unsigned char*>(key.data()),
+      key.size());
   return absl::BytesToHexString(
       absl::string_view(reinterpret_cast<char*>(mac), sizeof(mac)));
 }

@@ -174,7 +174,7 @@ class SqliteRunWriter final : public RunWriter {
   }
 
   SqliteDb db_;
-  WriteGate& gate_;    // Held from Begin to Commit or Rollback.
+  WriteGate& gate_;  // Held from Begin to Commit or Rollback.
   bool gate_held_ = false;
   RecordScope scope_;  // now_us is set by Begin.
   RecordWriter records_;

@@ -182,12 +182,12 @@ TEST_F(AgentCliTest, RegisterKeepsAConfigInTheStateDir) {
   spine->set_registration("idsync_reg_1", 5, "idsync_agt_FROMREG", "edge-9");
   const std::string config = state_ + "/agent.json";
   std::filesystem::create_directories(state_);
-  const std::string text = absl::StrCat(
-      R"({"dispatcher": ")", spine->address(), R"(", "token_file": ")",
-      token_, R"(", "tls": {"insecure": true}})");
+  const std::string text = absl::StrCat(R"({"dispatcher": ")", spine->address(),
+                                        R"(", "token_file": ")", token_,
+                                        R"(", "tls": {"insecure": true}})");
   std::ofstream(config) << text;
-  auto r = Run({"register", "--config", config, "--registration-token",
-                "idsync_reg_1"});
+  auto r = Run(
+      {"register", "--config", config, "--registration-token", "idsync_reg_1"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::ifstream in(config);
   std::string after((std::istreambuf_iterator<char>(in)),
