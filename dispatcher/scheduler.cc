@@ -32,27 +32,26 @@ absl::StatusOr<std::optional<CronSchedule>> FullCron(
 
 absl::StatusOr<Due> DueAt(const ConnectorSchedule& schedule, absl::Time since,
                           absl::Time now) {
+  IDSYNC_ASSIGN_OR_RETURN(NextRuns next, NextScheduledRuns(schedule, since));
   Due due;
-  if (schedule.incremental_minutes > 0) {
+  if (next.incremental.has_value() && *next.incremental <= now) {
     const absl::Duration every = absl::Minutes(schedule.incremental_minutes);
-    const absl::Time base = schedule.incremental_handled_at.value_or(since);
-    if (base + every <= now) {
-      absl::Duration rest;  // IDivDuration needs somewhere to put it.
-      due.incremental =
-          base + every * absl::IDivDuration(now - base, every, &rest);
-    }
+    absl::Duration rest;  // IDivDuration needs somewhere to put it.
+    due.incremental =
+        *next.incremental +
+        every * absl::IDivDuration(now - *next.incremental, every, &rest);
   }
-  IDSYNC_ASSIGN_OR_RETURN(std::optional<CronSchedule> cron, FullCron(schedule));
-  if (cron.has_value()) {
-    absl::Time t = cron->Next(schedule.full_handled_at.value_or(since));
-    if (t <= now) {
-      for (int i = 0; i < kMaxMissedWalk; ++i) {
-        absl::Time next = cron->Next(t);
-        if (next > now) break;
-        t = i + 1 == kMaxMissedWalk ? now : next;
-      }
-      due.full = t;
+  if (next.full.has_value() && *next.full <= now) {
+    // Parsed again only when a full run is due (checked when stored).
+    IDSYNC_ASSIGN_OR_RETURN(std::optional<CronSchedule> cron,
+                            FullCron(schedule));
+    absl::Time t = *next.full;
+    for (int i = 0; i < kMaxMissedWalk; ++i) {
+      absl::Time after = cron->Next(t);
+      if (after > now) break;
+      t = i + 1 == kMaxMissedWalk ? now : after;
     }
+    due.full = t;
   }
   return due;
 }

@@ -226,18 +226,25 @@ nlohmann::json ScheduleJson(const ConnectorSchedule& s) {
           {"time_zone", s.time_zone}};
 }
 
-// The schedule an API request asks for, checked; its handled times start
-// now, so the first runs are the next due times after the change.
-absl::StatusOr<ConnectorSchedule> ScheduleFrom(const v1::ConnectorSchedule& in,
-                                               absl::Time now) {
+// The schedule an API request asks for, checked. Its handled times are set
+// in the write (StartSchedule), so the first runs are the next due times
+// after the change.
+absl::StatusOr<ConnectorSchedule> ScheduleFrom(
+    const v1::ConnectorSchedule& in) {
   ConnectorSchedule schedule;
   schedule.incremental_minutes = in.incremental_every_minutes();
   schedule.full_cron = in.full_cron();
   schedule.time_zone = in.time_zone();
   IDSYNC_RETURN_IF_ERROR(CheckSchedule(schedule));
-  schedule.incremental_handled_at = now;
-  schedule.full_handled_at = now;
   return schedule;
+}
+
+// Stores `schedule` for the connector, counting from now.
+absl::Status StartSchedule(WriteTxn& txn, ConnectorRow& row,
+                           ConnectorSchedule schedule) {
+  schedule.incremental_handled_at = schedule.full_handled_at = txn.now();
+  row.schedule = std::move(schedule);
+  return txn.SetSchedule(row.tenant_id, row.id, row.schedule);
 }
 
 v1::Token ToProto(const TokenRow& row) {
@@ -843,15 +850,12 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
       CheckConnector(row, request.config(), has_auth, /*build=*/true));
   IDSYNC_ASSIGN_OR_RETURN(std::string auth_json,
                           StructToJson(request.auth_config()));
-  IDSYNC_RETURN_IF_ERROR(
-      ScheduleFrom(request.schedule(), absl::Now()).status());
+  IDSYNC_ASSIGN_OR_RETURN(ConnectorSchedule schedule,
+                          ScheduleFrom(request.schedule()));
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
     IDSYNC_ASSIGN_OR_RETURN(row.id, txn.InsertConnector(row));
-    IDSYNC_ASSIGN_OR_RETURN(row.schedule,
-                            ScheduleFrom(request.schedule(), txn.now()));
-    if (!row.schedule.empty()) {
-      IDSYNC_RETURN_IF_ERROR(
-          txn.SetSchedule(row.tenant_id, row.id, row.schedule));
+    if (!schedule.empty()) {
+      IDSYNC_RETURN_IF_ERROR(StartSchedule(txn, row, schedule));
     }
     if (has_auth) {
       IDSYNC_RETURN_IF_ERROR(txn.SetConnectorAuth(
@@ -920,9 +924,9 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
     IDSYNC_ASSIGN_OR_RETURN(row.config_json, StructToJson(request.config()));
     changed.push_back("config");
   }
+  std::optional<ConnectorSchedule> schedule;
   if (request.has_schedule()) {
-    IDSYNC_RETURN_IF_ERROR(
-        ScheduleFrom(request.schedule(), absl::Now()).status());
+    IDSYNC_ASSIGN_OR_RETURN(schedule, ScheduleFrom(request.schedule()));
     changed.push_back("schedule");
   }
   // The connector as it will be. A hosted one builds here when its config
@@ -962,11 +966,8 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
   }
   IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) -> absl::Status {
     IDSYNC_RETURN_IF_ERROR(txn.UpdateConnector(row));
-    if (request.has_schedule()) {
-      IDSYNC_ASSIGN_OR_RETURN(row.schedule,
-                              ScheduleFrom(request.schedule(), txn.now()));
-      IDSYNC_RETURN_IF_ERROR(
-          txn.SetSchedule(row.tenant_id, row.id, row.schedule));
+    if (schedule.has_value()) {
+      IDSYNC_RETURN_IF_ERROR(StartSchedule(txn, row, *schedule));
     }
     if (sealed.has_value()) {
       IDSYNC_RETURN_IF_ERROR(
