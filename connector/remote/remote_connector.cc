@@ -118,9 +118,7 @@ class RemoteConnector : public Connector {
   absl::Status Sync(const idsync::v1::SyncRequest& request,
                     RecordSink& sink) override {
     idsync::v1::SyncRequest call = request;
-    if (call.auth_config().fields().empty()) {
-      *call.mutable_auth_config() = auth_config_;
-    }
+    *call.mutable_auth_config() = RunAuthConfig(request, auth_config_);
     grpc::ClientContext context;
     absl::Status failure;  // Ours: a broken protocol or the sink's "stop".
     bool got_result = false;
