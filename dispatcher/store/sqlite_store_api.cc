@@ -584,6 +584,20 @@ class SqliteWriteTxn final : public WriteTxn {
 // The connection of a transaction that SqliteStore::Write opened.
 sqlite3* Raw(WriteTxn& txn) { return static_cast<SqliteWriteTxn&>(txn).db(); }
 
+// Every row `sql` returns, each read by `read`.
+template <typename Read>
+auto ReadAll(sqlite3* db, absl::string_view sql, Read read)
+    -> absl::StatusOr<std::vector<decltype(read(std::declval<Statement&>()))>> {
+  IDSYNC_ASSIGN_OR_RETURN(Statement s, Statement::Prepare(db, sql));
+  std::vector<decltype(read(s))> rows;
+  while (true) {
+    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
+    if (!more) break;
+    rows.push_back(read(s));
+  }
+  return rows;
+}
+
 }  // namespace
 
 SqliteStore::ReadLease::~ReadLease() {
@@ -737,35 +751,20 @@ absl::StatusOr<TokenRow> SqliteStore::FindToken(absl::string_view hash) {
 
 absl::StatusOr<std::vector<RunRow>> SqliteStore::RunningRuns() {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  IDSYNC_ASSIGN_OR_RETURN(
-      Statement s, Statement::Prepare(
-                       db->db(), absl::StrCat("SELECT ", kRunColumns,
-                                              " FROM sync_runs WHERE "
-                                              "status='running' ORDER BY id")));
-  std::vector<RunRow> runs;
-  while (true) {
-    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
-    if (!more) break;
-    runs.push_back(ReadRun(s));
-  }
-  return runs;
+  return ReadAll(db->db(),
+                 absl::StrCat("SELECT ", kRunColumns,
+                              " FROM sync_runs WHERE status='running' ORDER BY "
+                              "id"),
+                 ReadRun);
 }
 
 absl::StatusOr<std::vector<ConnectorRow>> SqliteStore::ScheduledConnectors() {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  IDSYNC_ASSIGN_OR_RETURN(
-      Statement s,
-      Statement::Prepare(
-          db->db(), absl::StrCat("SELECT ", kConnectorColumns,
-                                 " FROM connectors WHERE incremental_minutes "
-                                 "> 0 OR full_cron != '' ORDER BY id")));
-  std::vector<ConnectorRow> rows;
-  while (true) {
-    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
-    if (!more) break;
-    rows.push_back(ReadConnector(s));
-  }
-  return rows;
+  return ReadAll(db->db(),
+                 absl::StrCat("SELECT ", kConnectorColumns,
+                              " FROM connectors WHERE incremental_minutes > 0 "
+                              "OR full_cron != '' ORDER BY id"),
+                 ReadConnector);
 }
 
 namespace {
@@ -1125,16 +1124,8 @@ absl::Status SqliteStore::TouchAgent(int64_t agent_id) {
 
 absl::StatusOr<std::vector<int64_t>> SqliteStore::OnlineAgents() {
   IDSYNC_ASSIGN_OR_RETURN(ReadLease db, Reader());
-  IDSYNC_ASSIGN_OR_RETURN(
-      Statement s,
-      Statement::Prepare(db->db(), "SELECT id FROM agents WHERE online=1"));
-  std::vector<int64_t> ids;
-  while (true) {
-    IDSYNC_ASSIGN_OR_RETURN(bool more, s.Step());
-    if (!more) break;
-    ids.push_back(s.Int(0));
-  }
-  return ids;
+  return ReadAll(db->db(), "SELECT id FROM agents WHERE online=1",
+                 [](const Statement& s) { return s.Int(0); });
 }
 
 absl::Status SqliteStore::Write(const WriteBody& body) {
