@@ -47,6 +47,8 @@ int KindIndex(RecordKind kind) { return static_cast<int>(kind) - 1; }
 // How long the engine waits on the source before looking up: whether an API
 // write waits for the store, the commit interval, a cancel request.
 constexpr absl::Duration kSourceWaitSlice = absl::Milliseconds(10);
+// Key conflicts after which a kind stops trying inserts before lookups.
+constexpr int64_t kMaxInsertConflicts = 1000;
 
 absl::Status ValidateOptions(const SyncOptions& o) {
   if (o.chunk_size < 1 || o.chunk_size > kMaxChunkSize) {
@@ -205,6 +207,12 @@ class SyncEngine::Execution {
 
   absl::Status ApplyRecords() {
     if (AtLimit()) return absl::OkStatus();  // Resumed after its cut.
+    // A connector's first sync, or a kind it never had, inserts without
+    // looking each key up first (a conflict falls back to the lookup).
+    for (const KindSchema& k : AllKinds()) {
+      IDSYNC_ASSIGN_OR_RETURN(bool has, writer_->HasRecords(k.kind));
+      insert_first_[KindIndex(k.kind)] = !has;
+    }
     idsync::v1::SyncRequest request;
     request.set_connector_business_id(row_.business_id);
     request.set_incremental(run_.incremental);
@@ -367,6 +375,22 @@ class SyncEngine::Execution {
     // Duplicates are keys seen twice in one walk of the source; `seen` also
     // holds what an earlier session of a restarted walk applied.
     SeenSet& walk = restarted_ ? walk_seen_[KindIndex(kind)] : seen;
+    if (insert_first_[KindIndex(kind)]) {
+      IDSYNC_ASSIGN_OR_RETURN(std::optional<int64_t> id,
+                              writer_->InsertIfNew(kind, record, hash));
+      if (id.has_value()) {
+        ++run_.processed;
+        ++run_.created;
+        seen.Insert(*id);
+        if (restarted_) walk.Insert(*id);
+        return absl::OkStatus();
+      }
+      // A source full of repeated keys would pay an insert and its undo
+      // for each: look up first from then on.
+      if (++insert_conflicts_[KindIndex(kind)] >= kMaxInsertConflicts) {
+        insert_first_[KindIndex(kind)] = false;
+      }
+    }
     IDSYNC_ASSIGN_OR_RETURN(std::optional<ExistingRecord> existing,
                             writer_->Lookup(kind, key));
     if (existing.has_value() && walk.Contains(existing->id)) {
@@ -382,7 +406,13 @@ class SyncEngine::Execution {
         restarted_ && existing.has_value() && seen.Contains(existing->id);
     int64_t id = 0;
     if (!existing.has_value()) {
-      IDSYNC_ASSIGN_OR_RETURN(id, writer_->Insert(kind, record, hash));
+      IDSYNC_ASSIGN_OR_RETURN(std::optional<int64_t> inserted,
+                              writer_->InsertIfNew(kind, record, hash));
+      if (!inserted.has_value()) {
+        return absl::InternalError(
+            "a key not found by its lookup exists on insert");
+      }
+      id = *inserted;
       ++run_.processed;
       ++run_.created;
     } else if (existing->content_hash != hash || existing->deleted) {
@@ -571,6 +601,8 @@ class SyncEngine::Execution {
   // what this walk saw, for duplicates.
   bool restarted_ = false;
   std::array<SeenSet, 4> walk_seen_;
+  std::array<bool, 4> insert_first_ = {};
+  std::array<int64_t, 4> insert_conflicts_ = {};
   bool in_group_ = false;
   absl::Time group_start_;
   int64_t group_records_ = 0;

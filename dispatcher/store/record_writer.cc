@@ -44,7 +44,9 @@ absl::StatusOr<RecordWriter::KindStatements> RecordWriter::PrepareKind(
       &s.insert_key,
       absl::StrCat("INSERT INTO ", k.key_table, "(tenant_id, connector_id, ",
                    absl::StrJoin(keys, ", "), ", id, content_hash) VALUES(",
-                   Placeholders(keys.size() + 4), ")")));
+                   Placeholders(keys.size() + 4), ") ON CONFLICT DO NOTHING")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.drop_row, absl::StrCat("DELETE FROM ", k.table, " WHERE id=?")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.update_row,
       absl::StrCat("UPDATE ", k.table, " SET ", absl::StrJoin(sets, ", "),
@@ -68,6 +70,10 @@ absl::StatusOr<RecordWriter::KindStatements> RecordWriter::PrepareKind(
                            k.table, " WHERE id=?)")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.max_id, absl::StrCat("SELECT coalesce(max(id), 0) FROM ", k.table)));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.any_key,
+      absl::StrCat("SELECT 1 FROM ", k.key_table,
+                   " WHERE tenant_id=? AND connector_id=? LIMIT 1")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.list_active,
       absl::StrCat("SELECT id FROM ", k.key_table,
@@ -134,6 +140,22 @@ absl::StatusOr<std::optional<ExistingRecord>> RecordWriter::Lookup(
 absl::StatusOr<int64_t> RecordWriter::Insert(
     const RecordScope& scope, RecordKind kind,
     const google::protobuf::Message& record, uint64_t content_hash) {
+  IDSYNC_ASSIGN_OR_RETURN(std::optional<int64_t> id,
+                          InsertIfNew(scope, kind, record, content_hash));
+  if (!id.has_value()) {
+    // As SQLite's own constraint errors map (SqliteStatus).
+    return absl::FailedPreconditionError(
+        absl::StrCat(SchemaFor(kind).singular, " with this key exists already"));
+  }
+  return *id;
+}
+
+// The row goes first for its id; the key's insert then finds a conflict in
+// the same B-tree descent a lookup would make. A conflict (rare where this
+// is used: new records) costs removing the row again.
+absl::StatusOr<std::optional<int64_t>> RecordWriter::InsertIfNew(
+    const RecordScope& scope, RecordKind kind,
+    const google::protobuf::Message& record, uint64_t content_hash) {
   KindStatements& k = kinds_[kind - 1];
   k.insert_row.Bind(1, scope.tenant_id).Bind(2, scope.connector_id);
   int i = BindValues(k.insert_row, 3, kind, record);
@@ -146,7 +168,10 @@ absl::StatusOr<int64_t> RecordWriter::Insert(
   k.insert_key.Bind(i++, id);
   k.insert_key.Bind(i++, static_cast<int64_t>(content_hash));
   IDSYNC_RETURN_IF_ERROR(k.insert_key.Run());
-  return id;
+  if (sqlite3_changes(db_) == 1) return id;
+  k.drop_row.Bind(1, id);
+  IDSYNC_RETURN_IF_ERROR(k.drop_row.Run());
+  return std::nullopt;
 }
 
 absl::Status RecordWriter::Update(const RecordScope& scope, RecordKind kind,
@@ -182,6 +207,15 @@ absl::StatusOr<int64_t> RecordWriter::MaxId(RecordKind kind) {
   s.Reset();
   if (!row.ok()) return row.status();
   return n;
+}
+
+absl::StatusOr<bool> RecordWriter::HasRecords(const RecordScope& scope,
+                                              RecordKind kind) {
+  Statement& s = kinds_[kind - 1].any_key;
+  s.Bind(1, scope.tenant_id).Bind(2, scope.connector_id);
+  absl::StatusOr<bool> row = s.Step();
+  s.Reset();
+  return row;
 }
 
 absl::Status RecordWriter::ForEachActive(

@@ -34,6 +34,12 @@ class RecordWriter {
 
   absl::StatusOr<std::optional<ExistingRecord>> Lookup(
       const RecordScope& scope, idsync::v1::RecordKind kind, RecordKey key);
+  // Inserts the record unless its key exists: then nothing is written and
+  // the result is nullopt, at the cost of one lookup (no separate Lookup).
+  absl::StatusOr<std::optional<int64_t>> InsertIfNew(
+      const RecordScope& scope, idsync::v1::RecordKind kind,
+      const google::protobuf::Message& record, uint64_t content_hash);
+  // Like InsertIfNew, but an existing key is a FailedPrecondition error.
   absl::StatusOr<int64_t> Insert(const RecordScope& scope,
                                  idsync::v1::RecordKind kind,
                                  const google::protobuf::Message& record,
@@ -46,14 +52,17 @@ class RecordWriter {
   absl::Status MarkDeleted(const RecordScope& scope,
                            idsync::v1::RecordKind kind, int64_t id);
   absl::StatusOr<int64_t> MaxId(idsync::v1::RecordKind kind);
+  // Whether the scope's connector has any record of `kind`, deleted or not.
+  absl::StatusOr<bool> HasRecords(const RecordScope& scope,
+                                  idsync::v1::RecordKind kind);
   absl::Status ForEachActive(const RecordScope& scope,
                              idsync::v1::RecordKind kind,
                              const std::function<void(int64_t)>& visit);
 
  private:
   struct KindStatements {
-    Statement lookup, insert_row, insert_key, update_row, update_key,
-        delete_row, delete_key, max_id, list_active;
+    Statement lookup, insert_row, insert_key, drop_row, update_row,
+        update_key, delete_row, delete_key, max_id, any_key, list_active;
   };
   static absl::StatusOr<KindStatements> PrepareKind(sqlite3* db,
                                                     const KindSchema& k);

@@ -82,13 +82,16 @@ class SqliteRunWriter final : public RunWriter {
     return records_.Lookup(scope_, kind, key);
   }
 
-  absl::StatusOr<int64_t> Insert(RecordKind kind,
-                                 const google::protobuf::Message& record,
-                                 uint64_t content_hash) override {
+  absl::StatusOr<std::optional<int64_t>> InsertIfNew(
+      RecordKind kind, const google::protobuf::Message& record,
+      uint64_t content_hash) override {
     IDSYNC_ASSIGN_OR_RETURN(
-        int64_t id, records_.Insert(scope_, kind, record, content_hash));
-    IDSYNC_RETURN_IF_ERROR(
-        outbox_->QueueRecord(kind, RecordChange::kCreated, id, &record));
+        std::optional<int64_t> id,
+        records_.InsertIfNew(scope_, kind, record, content_hash));
+    if (id.has_value()) {
+      IDSYNC_RETURN_IF_ERROR(
+          outbox_->QueueRecord(kind, RecordChange::kCreated, *id, &record));
+    }
     return id;
   }
 
@@ -158,6 +161,10 @@ class SqliteRunWriter final : public RunWriter {
 
   absl::StatusOr<int64_t> MaxId(RecordKind kind) override {
     return records_.MaxId(kind);
+  }
+
+  absl::StatusOr<bool> HasRecords(RecordKind kind) override {
+    return records_.HasRecords(scope_, kind);
   }
 
   absl::Status ForEachActive(

@@ -123,7 +123,9 @@ class RunWriter {
   virtual absl::StatusOr<std::optional<ExistingRecord>> Lookup(
       idsync::v1::RecordKind kind, RecordKey key) = 0;
   // `record` is the message for `kind` (RemoteIdentity for identities, ...).
-  virtual absl::StatusOr<int64_t> Insert(
+  // Returns the new row's id, or nullopt (nothing written) when a record
+  // with the same key exists: for new records that saves the Lookup.
+  virtual absl::StatusOr<std::optional<int64_t>> InsertIfNew(
       idsync::v1::RecordKind kind, const google::protobuf::Message& record,
       uint64_t content_hash) = 0;
   // Overwrites the row and clears a deletion mark.
@@ -141,6 +143,8 @@ class RunWriter {
   // The largest row id of `kind` in the store (0 when empty): no seen id can
   // be larger.
   virtual absl::StatusOr<int64_t> MaxId(idsync::v1::RecordKind kind) = 0;
+  // Whether the run's connector has any record of `kind`, deleted or not.
+  virtual absl::StatusOr<bool> HasRecords(idsync::v1::RecordKind kind) = 0;
   virtual absl::Status ForEachActive(
       idsync::v1::RecordKind kind,
       const std::function<void(int64_t id)>& visit) = 0;

@@ -15,10 +15,10 @@ class FaultyWriter final : public RunWriter {
       idsync::v1::RecordKind kind, RecordKey key) override {
     return base_->Lookup(kind, key);
   }
-  absl::StatusOr<int64_t> Insert(idsync::v1::RecordKind kind,
-                                 const google::protobuf::Message& record,
-                                 uint64_t hash) override {
-    return base_->Insert(kind, record, hash);
+  absl::StatusOr<std::optional<int64_t>> InsertIfNew(
+      idsync::v1::RecordKind kind, const google::protobuf::Message& record,
+      uint64_t hash) override {
+    return base_->InsertIfNew(kind, record, hash);
   }
   absl::Status Update(idsync::v1::RecordKind kind, int64_t id,
                       const google::protobuf::Message& record,
@@ -46,6 +46,9 @@ class FaultyWriter final : public RunWriter {
   void Rollback() override { base_->Rollback(); }
   absl::StatusOr<int64_t> MaxId(idsync::v1::RecordKind kind) override {
     return base_->MaxId(kind);
+  }
+  absl::StatusOr<bool> HasRecords(idsync::v1::RecordKind kind) override {
+    return base_->HasRecords(kind);
   }
   absl::Status ForEachActive(
       idsync::v1::RecordKind kind,

@@ -151,15 +151,16 @@ TEST_F(SqliteStoreTest, RecordsAndCheckpointCommitTogether) {
   // Rolled back: neither the record nor the checkpoint is stored.
   ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
   ASSERT_TRUE(
-      (*writer)->Insert(idsync::v1::RECORD_KIND_IDENTITY, person, 7).ok());
+      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 7).ok());
   (*writer)->Rollback();
   EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identities"), 0);
   EXPECT_EQ(store_->GetRun(tenant_, run.id)->chunks, 0);
 
   // Committed: both are.
   ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
-  auto id = (*writer)->Insert(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
-  ASSERT_TRUE(id.ok());
+  auto id =
+      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
+  ASSERT_TRUE(id.ok() && id->has_value());
   run.chunks = 1;
   run.resume_token = "csv1:100:2:0:0";
   run.created = 1;
@@ -172,7 +173,7 @@ TEST_F(SqliteStoreTest, RecordsAndCheckpointCommitTogether) {
   EXPECT_EQ(store_->LoadSeen(run.id)->size(), 1u);
   auto found = (*writer)->Lookup(idsync::v1::RECORD_KIND_IDENTITY, {"E1", {}});
   ASSERT_TRUE(found.ok() && found->has_value());
-  EXPECT_EQ((*found)->id, *id);
+  EXPECT_EQ((*found)->id, **id);
   EXPECT_EQ((*found)->content_hash, 7u);
   EXPECT_EQ(
       *testing::QueryInt(path_,
@@ -180,6 +181,41 @@ TEST_F(SqliteStoreTest, RecordsAndCheckpointCommitTogether) {
                          "'quote \" and \\ and ' || char(10) FROM identities"),
       1)
       << "attributes are valid JSON";
+}
+
+TEST_F(SqliteStoreTest, InsertIfNewWritesNothingForAnExistingKey) {
+  RunRow run = NewRun();
+  auto writer = store_->OpenRunWriter(run);
+  ASSERT_TRUE(writer.ok());
+  EXPECT_FALSE(*(*writer)->HasRecords(idsync::v1::RECORD_KIND_IDENTITY));
+  idsync::v1::RemoteIdentity person;
+  person.set_external_id("E1");
+  person.set_email("first@example.com");
+  ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
+  auto first =
+      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
+  ASSERT_TRUE(first.ok() && first->has_value());
+  person.set_email("second@example.com");
+  auto second =
+      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 8);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->has_value());
+  // The next new key still gets the next id: the undone row left no gap.
+  person.set_external_id("E2");
+  auto third =
+      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 9);
+  ASSERT_TRUE(third.ok() && third->has_value());
+  EXPECT_EQ(**third, **first + 1);
+  ASSERT_TRUE((*writer)->Commit(run, {}).ok());
+  EXPECT_TRUE(*(*writer)->HasRecords(idsync::v1::RECORD_KIND_IDENTITY));
+  EXPECT_FALSE(*(*writer)->HasRecords(idsync::v1::RECORD_KIND_ACCOUNT));
+  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identities"), 2);
+  EXPECT_EQ(*testing::QueryInt(path_,
+                               "SELECT count(*) FROM identities WHERE "
+                               "email='first@example.com'"),
+            1);
+  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identity_keys"),
+            2);
 }
 
 TEST_F(SqliteStoreTest, FinishRunStoresTheTokenOnlyOnSuccess) {
