@@ -32,6 +32,10 @@ class RecordSink {
   // The watermark a later incremental run should start from. The dispatcher
   // stores it only if the run succeeds.
   virtual void SetNextSyncToken(std::string token) = 0;
+  // Moves into `*chunk` a chunk the sink is done with, so the next one can
+  // reuse its allocations (cleared protobuf elements and strings keep
+  // theirs). False when none is ready; `*chunk` must be empty.
+  virtual bool TakeSpent(idsync::v1::SyncChunk* chunk) { return false; }
 };
 
 class Connector {

@@ -51,10 +51,26 @@ std::optional<idsync::v1::SyncChunk> ChunkQueue::PopFor(absl::Duration timeout,
   return chunk;
 }
 
+bool ChunkQueue::TakeSpent(idsync::v1::SyncChunk* chunk) {
+  absl::MutexLock lock(&mu_);
+  if (spent_.empty()) return false;
+  chunk->Swap(&spent_.back());
+  spent_.pop_back();
+  return true;
+}
+
+void ChunkQueue::Recycle(idsync::v1::SyncChunk chunk) {
+  absl::MutexLock lock(&mu_);
+  if (closed_.ok() && spent_.size() <= capacity_) {
+    spent_.push_back(std::move(chunk));
+  }
+}
+
 void ChunkQueue::Close(absl::Status why) {
   absl::MutexLock lock(&mu_);
   closed_ = why.ok() ? absl::CancelledError("closed") : std::move(why);
   chunks_.clear();
+  spent_.clear();
 }
 
 absl::Status ChunkQueue::producer_status() const {

@@ -7,6 +7,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -21,6 +22,7 @@ class ChunkQueue final : public RecordSink {
   // Producer side.
   absl::Status Write(idsync::v1::SyncChunk chunk) override;
   void SetNextSyncToken(std::string token) override;
+  bool TakeSpent(idsync::v1::SyncChunk* chunk) override;
   // The producer is done; `status` is what Connector::Sync returned.
   void Finish(absl::Status status);
 
@@ -30,6 +32,8 @@ class ChunkQueue final : public RecordSink {
   // Like Pop, but gives up after `timeout`: then *timed_out is true.
   std::optional<idsync::v1::SyncChunk> PopFor(absl::Duration timeout,
                                               bool* timed_out);
+  // Hands a chunk the consumer is done with back for reuse (TakeSpent).
+  void Recycle(idsync::v1::SyncChunk chunk);
   // Stops the producer: its next (or blocked) Write returns `why`, and
   // pending chunks are dropped.
   void Close(absl::Status why);
@@ -40,6 +44,8 @@ class ChunkQueue final : public RecordSink {
   const size_t capacity_;
   mutable absl::Mutex mu_;
   std::deque<idsync::v1::SyncChunk> chunks_ ABSL_GUARDED_BY(mu_);
+  // At most `capacity_` + 1: what is in flight when the queue is full.
+  std::vector<idsync::v1::SyncChunk> spent_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status producer_status_ ABSL_GUARDED_BY(mu_);
   absl::Status closed_ ABSL_GUARDED_BY(mu_);

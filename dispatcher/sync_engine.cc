@@ -264,6 +264,7 @@ class SyncEngine::Execution {
         continue;
       }
       applied = ApplyChunk(*chunk);
+      queue.Recycle(*std::move(chunk));
       if (applied.ok()) applied = CheckCancelled();
       if (!applied.ok() || run_.cut) break;
     }

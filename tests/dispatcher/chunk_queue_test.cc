@@ -63,6 +63,40 @@ TEST(ChunkQueueTest, PreservesOrder) {
   EXPECT_FALSE(queue.Pop().has_value());
 }
 
+TEST(ChunkQueueTest, RecycledChunksComeBackToTheProducer) {
+  ChunkQueue queue(2);
+  v1::SyncChunk spent;
+  EXPECT_FALSE(queue.TakeSpent(&spent)) << "nothing recycled yet";
+  v1::SyncChunk chunk = Chunk(1);
+  chunk.add_identities()->set_external_id("E1");
+  queue.Recycle(std::move(chunk));
+  ASSERT_TRUE(queue.TakeSpent(&spent));
+  ASSERT_EQ(spent.identities_size(), 1) << "handed back as it was";
+  EXPECT_EQ(spent.identities(0).external_id(), "E1");
+  EXPECT_FALSE(queue.TakeSpent(&spent)) << "each chunk is taken once";
+}
+
+TEST(ChunkQueueTest, RecyclingKeepsAtMostCapacityPlusOneChunks) {
+  ChunkQueue queue(2);
+  for (int i = 1; i <= 10; ++i) queue.Recycle(Chunk(i));
+  int taken = 0;
+  v1::SyncChunk spent;
+  while (queue.TakeSpent(&spent)) {
+    ++taken;
+    spent = v1::SyncChunk();
+  }
+  EXPECT_EQ(taken, 3);
+}
+
+TEST(ChunkQueueTest, ClosedQueueKeepsNoRecycledChunks) {
+  ChunkQueue queue(2);
+  queue.Recycle(Chunk(1));
+  queue.Close(absl::CancelledError("stop"));
+  queue.Recycle(Chunk(2));
+  v1::SyncChunk spent;
+  EXPECT_FALSE(queue.TakeSpent(&spent));
+}
+
 TEST(ChunkQueueTest, PopReturnsNulloptOnlyAfterFinishAndDrain) {
   ChunkQueue queue(4);
   ASSERT_TRUE(queue.Write(Chunk(1)).ok());

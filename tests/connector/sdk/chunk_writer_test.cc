@@ -22,7 +22,16 @@ class RecordingSink : public RecordSink {
   void SetNextSyncToken(std::string token) override {
     token_ = std::move(token);
   }
+  bool TakeSpent(v1::SyncChunk* chunk) override {
+    if (!recycle_ || chunks_.empty()) return false;
+    taken_.push_back(chunks_.back());  // What was written, for the test.
+    chunk->Swap(&chunks_.back());
+    chunks_.pop_back();
+    return true;
+  }
 
+  bool recycle_ = false;
+  std::vector<v1::SyncChunk> taken_;
   std::vector<v1::SyncChunk> chunks_;
   absl::Status error_;
   std::string token_;
@@ -34,6 +43,34 @@ v1::Progress MakeProgress(int64_t done, int64_t total) {
   p.set_total(total);
   p.set_unit("bytes");
   return p;
+}
+
+TEST(ChunkWriterTest, ASpentChunkIsReusedClearedOfItsRecords) {
+  RecordingSink sink;
+  sink.recycle_ = true;
+  ChunkWriter writer(sink, 10);
+  v1::RemoteIdentity* first = writer.AddIdentity();
+  first->set_external_id("E1");
+  first->set_email("e1@example.com");
+  (*first->mutable_attributes())["site"] = "Chicago";
+  writer.AddReject()->set_reason("bad row");
+  ASSERT_TRUE(writer.Flush("t1", MakeProgress(1, 2)).ok());
+  ASSERT_EQ(sink.taken_.size(), 1u) << "the writer took the chunk back";
+  EXPECT_EQ(writer.size(), 0) << "and starts from an empty chunk";
+
+  writer.AddIdentity()->set_external_id("E2");
+  ASSERT_TRUE(writer.Flush("t2").ok());
+  ASSERT_EQ(sink.taken_.size(), 2u);
+  const v1::SyncChunk& second = sink.taken_[1];
+  EXPECT_EQ(second.sequence(), 2);
+  EXPECT_EQ(second.resume_token(), "t2");
+  EXPECT_EQ(second.progress().total(), 0)
+      << "nothing of the first chunk remains";
+  EXPECT_EQ(second.rejects_size(), 0);
+  ASSERT_EQ(second.identities_size(), 1);
+  EXPECT_EQ(second.identities(0).external_id(), "E2");
+  EXPECT_EQ(second.identities(0).email(), "");
+  EXPECT_TRUE(second.identities(0).attributes().empty());
 }
 
 TEST(ChunkWriterTest, FlushOfEmptyChunkWritesNothing) {
