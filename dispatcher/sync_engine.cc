@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -47,6 +48,8 @@ int KindIndex(RecordKind kind) { return static_cast<int>(kind) - 1; }
 // How long the engine waits on the source before looking up: whether an API
 // write waits for the store, the commit interval, a cancel request.
 constexpr absl::Duration kSourceWaitSlice = absl::Milliseconds(10);
+// Unseen ids PlanDeletions keeps per kind for DeleteUnseen (8 bytes each).
+constexpr size_t kMaxUnseenKept = 1 << 18;
 // Key conflicts after which a kind stops trying inserts before lookups.
 constexpr int64_t kMaxInsertConflicts = 1000;
 
@@ -531,10 +534,14 @@ class SyncEngine::Execution {
     int64_t active = 0, unseen = 0;
     for (const KindSchema& k : AllKinds()) {
       const SeenSet& seen = seen_[KindIndex(k.kind)];
+      std::vector<int64_t>& ids = unseen_[KindIndex(k.kind)].emplace();
       IDSYNC_RETURN_IF_ERROR(writer_->ForEachActive(k.kind, [&](int64_t id) {
         ++active;
-        if (!seen.Contains(id)) ++unseen;
+        if (seen.Contains(id)) return;
+        ++unseen;
+        if (ids.size() < kMaxUnseenKept) ids.push_back(id);
       }));
+      if (ids.size() >= kMaxUnseenKept) unseen_[KindIndex(k.kind)].reset();
     }
     // The threshold is a share of the records that were active before this
     // run: records it created cannot dilute a mass removal.
@@ -561,10 +568,17 @@ class SyncEngine::Execution {
   absl::Status DeleteUnseen() {
     for (const KindSchema& k : AllKinds()) {
       std::vector<int64_t> unseen;
-      const SeenSet& seen = seen_[KindIndex(k.kind)];
-      IDSYNC_RETURN_IF_ERROR(writer_->ForEachActive(k.kind, [&](int64_t id) {
-        if (!seen.Contains(id)) unseen.push_back(id);
-      }));
+      if (unseen_[KindIndex(k.kind)].has_value()) {
+        unseen.swap(*unseen_[KindIndex(k.kind)]);  // Planned this session.
+      } else {
+        const SeenSet& seen = seen_[KindIndex(k.kind)];
+        IDSYNC_RETURN_IF_ERROR(writer_->ForEachActive(k.kind, [&](int64_t id) {
+          if (!seen.Contains(id)) unseen.push_back(id);
+        }));
+      }
+      // In key order the rows are all over the table; in id order
+      // neighbours share pages.
+      std::sort(unseen.begin(), unseen.end());
       for (size_t i = 0; i < unseen.size(); ++i) {
         if (!in_group_) {
           IDSYNC_RETURN_IF_ERROR(writer_->Begin(engine_.clock_.Now()));
@@ -602,6 +616,9 @@ class SyncEngine::Execution {
   // what this walk saw, for duplicates.
   bool restarted_ = false;
   std::array<SeenSet, 4> walk_seen_;
+  // What PlanDeletions found unseen, so DeleteUnseen need not walk the
+  // keys again (unset after a restart or past kMaxUnseenKept).
+  std::array<std::optional<std::vector<int64_t>>, 4> unseen_;
   std::array<bool, 4> insert_first_ = {};
   std::array<int64_t, 4> insert_conflicts_ = {};
   bool in_group_ = false;

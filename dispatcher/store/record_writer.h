@@ -62,7 +62,8 @@ class RecordWriter {
  private:
   struct KindStatements {
     Statement lookup, insert_row, insert_key, drop_row, update_row,
-        update_key, delete_row, delete_key, max_id, any_key, list_active;
+        undelete_row, update_key, delete_row, delete_key, max_id, any_key,
+        list_active;
   };
   static absl::StatusOr<KindStatements> PrepareKind(sqlite3* db,
                                                     const KindSchema& k);
