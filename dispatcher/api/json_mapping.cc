@@ -19,6 +19,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "idsync/v1/control_plane.pb.h"
 
 namespace idsync {
 namespace {
@@ -70,12 +71,17 @@ void JsonToValue(const nlohmann::json& j, google::protobuf::Value* v) {
 void AppendString(absl::string_view text, std::string* out) {
   // Stored text is valid UTF-8; should corrupt bytes ever appear, they are
   // replaced rather than emitted as invalid JSON.
-  const bool valid = IsValidUtf8(text);
+  // Checked only once a non-ASCII byte shows up: most text is ASCII.
+  int valid = -1;
   out->push_back('"');
   size_t run = 0;  // Start of the bytes that need no escaping.
   for (size_t i = 0; i < text.size(); ++i) {
     const auto u = static_cast<unsigned char>(text[i]);
-    if (u >= 0x20 && u != '"' && u != '\\' && (u < 0x80 || valid)) continue;
+    if (u >= 0x20 && u != '"' && u != '\\' && u < 0x80) continue;
+    if (u >= 0x80) {
+      if (valid < 0) valid = IsValidUtf8(text) ? 1 : 0;
+      if (valid == 1) continue;
+    }
     out->append(text.data() + run, i - run);
     run = i + 1;
     switch (u) {
@@ -256,6 +262,64 @@ void AppendField(const Message& m, const FieldDescriptor* f, int index,
   }
 }
 
+// The records' `attributes`, read as a map: reading a map through
+// reflection (the repeated entry view) makes protobuf build an entry message
+// per element, which dominated list pages. Null for other maps.
+const google::protobuf::Map<std::string, std::string>* RecordAttributes(
+    const Message& m, const FieldDescriptor* f) {
+  if (f->name() != "attributes") return nullptr;
+  const Descriptor* d = m.GetDescriptor();
+  if (d == v1::Identity::descriptor()) {
+    return &static_cast<const v1::Identity&>(m).attributes();
+  }
+  if (d == v1::Account::descriptor()) {
+    return &static_cast<const v1::Account&>(m).attributes();
+  }
+  if (d == v1::Entitlement::descriptor()) {
+    return &static_cast<const v1::Entitlement&>(m).attributes();
+  }
+  if (d == v1::Grant::descriptor()) {
+    return &static_cast<const v1::Grant&>(m).attributes();
+  }
+  return nullptr;
+}
+
+// Sorted keys, so equal maps print equally.
+void AppendMap(const Message& m, const FieldDescriptor* f, std::string* out) {
+  const Descriptor* e = f->message_type();
+  const FieldDescriptor* key_field = e->FindFieldByName("key");
+  const FieldDescriptor* value_field = e->FindFieldByName("value");
+  const Reflection* r = m.GetReflection();
+  out->push_back('{');
+  if (const auto* attributes = RecordAttributes(m, f)) {
+    std::vector<std::pair<absl::string_view, absl::string_view>> entries(
+        attributes->begin(), attributes->end());
+    std::sort(entries.begin(), entries.end());
+    for (size_t k = 0; k < entries.size(); ++k) {
+      if (k > 0) out->push_back(',');
+      AppendString(entries[k].first, out);
+      out->push_back(':');
+      AppendString(entries[k].second, out);
+    }
+  } else {
+    std::vector<std::pair<std::string, int>> entries;
+    for (int k = 0; k < r->FieldSize(m, f); ++k) {
+      const Message& entry = r->GetRepeatedMessage(m, f, k);
+      entries.emplace_back(entry.GetReflection()->GetString(entry, key_field),
+                           k);
+    }
+    std::sort(entries.begin(), entries.end());
+    for (size_t k = 0; k < entries.size(); ++k) {
+      if (k > 0) out->push_back(',');
+      AppendString(entries[k].first, out);
+      out->push_back(':');
+      AppendField(r->GetRepeatedMessage(m, f, entries[k].second), value_field,
+                  0, out);
+    }
+  }
+  out->push_back('}');
+}
+
 void AppendMessage(const Message& m, std::string* out) {
   const Descriptor* d = m.GetDescriptor();
   if (IsTimestamp(d)) {
@@ -278,27 +342,8 @@ void AppendMessage(const Message& m, std::string* out) {
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (f->is_map()) {
-      // Sorted keys, so equal maps print equally.
-      const Descriptor* e = f->message_type();
-      const FieldDescriptor* key_field = e->FindFieldByName("key");
-      const FieldDescriptor* value_field = e->FindFieldByName("value");
-      std::vector<std::pair<std::string, int>> entries;
-      for (int k = 0; k < r->FieldSize(m, f); ++k) {
-        const Message& entry = r->GetRepeatedMessage(m, f, k);
-        entries.emplace_back(entry.GetReflection()->GetString(entry, key_field),
-                             k);
-      }
-      std::sort(entries.begin(), entries.end());
       key(f);
-      out->push_back('{');
-      for (size_t k = 0; k < entries.size(); ++k) {
-        if (k > 0) out->push_back(',');
-        AppendString(entries[k].first, out);
-        out->push_back(':');
-        AppendField(r->GetRepeatedMessage(m, f, entries[k].second), value_field,
-                    0, out);
-      }
-      out->push_back('}');
+      AppendMap(m, f, out);
     } else if (f->is_repeated()) {
       key(f);
       out->push_back('[');

@@ -147,4 +147,109 @@ std::string AttributesJson(
   return out;
 }
 
+namespace {
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// A JSON string at `*pos` (its opening quote) into `*out`; moves past it.
+// Only escapes AttributesJson emits and the simple ones; \u only below
+// U+0800 that is not a surrogate (anything else goes to the full parser).
+bool ReadJsonString(absl::string_view json, size_t* pos, std::string* out) {
+  size_t i = *pos;
+  if (i >= json.size() || json[i] != '"') return false;
+  ++i;
+  out->clear();
+  size_t run = i;
+  while (i < json.size()) {
+    const char c = json[i];
+    if (c == '"') {
+      out->append(json.data() + run, i - run);
+      *pos = i + 1;
+      return true;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) return false;
+    if (c != '\\') {
+      ++i;
+      continue;
+    }
+    out->append(json.data() + run, i - run);
+    if (i + 1 >= json.size()) return false;
+    const char e = json[i + 1];
+    i += 2;
+    switch (e) {
+      case '"':
+      case '\\':
+      case '/':
+        out->push_back(e);
+        break;
+      case 'n':
+        out->push_back('\n');
+        break;
+      case 'r':
+        out->push_back('\r');
+        break;
+      case 't':
+        out->push_back('\t');
+        break;
+      case 'b':
+        out->push_back('\b');
+        break;
+      case 'f':
+        out->push_back('\f');
+        break;
+      case 'u': {
+        if (i + 4 > json.size()) return false;
+        int cp = 0;
+        for (int k = 0; k < 4; ++k) {
+          const int d = HexDigit(json[i + k]);
+          if (d < 0) return false;
+          cp = cp * 16 + d;
+        }
+        i += 4;
+        if (cp < 0x80) {
+          out->push_back(static_cast<char>(cp));
+        } else if (cp < 0x800) {
+          out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+          out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+        } else {
+          return false;
+        }
+        break;
+      }
+      default:
+        return false;
+    }
+    run = i;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool ParseAttributesJson(absl::string_view json,
+                         google::protobuf::Map<std::string, std::string>* out) {
+  if (json.size() < 2 || json.front() != '{' || json.back() != '}') {
+    return false;
+  }
+  size_t pos = 1;
+  std::string key, value;
+  if (json.size() == 2) return true;
+  while (true) {
+    if (!ReadJsonString(json, &pos, &key)) return false;
+    if (pos >= json.size() || json[pos] != ':') return false;
+    ++pos;
+    if (!ReadJsonString(json, &pos, &value)) return false;
+    (*out)[key] = std::move(value);
+    if (pos >= json.size()) return false;
+    if (json[pos] == '}') return pos + 1 == json.size();
+    if (json[pos] != ',') return false;
+    ++pos;
+  }
+}
+
 }  // namespace idsync

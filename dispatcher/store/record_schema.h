@@ -39,6 +39,12 @@ const google::protobuf::Map<std::string, std::string>& Attributes(
 std::string AttributesJson(
     const google::protobuf::Map<std::string, std::string>& attributes);
 
+// Reads what AttributesJson writes into `*out` (added to it). False, with
+// `*out` unspecified, for anything else: callers fall back to a full JSON
+// parser. The fast path matters: list pages read one per row.
+bool ParseAttributesJson(absl::string_view json,
+                         google::protobuf::Map<std::string, std::string>* out);
+
 }  // namespace idsync
 
 #endif  // IDSYNC_DISPATCHER_STORE_RECORD_SCHEMA_H_

@@ -77,10 +77,10 @@ absl::StatusOr<RecordWriter::KindStatements> RecordWriter::PrepareKind(
                            k.table, " WHERE id=?)")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.max_id, absl::StrCat("SELECT coalesce(max(id), 0) FROM ", k.table)));
-  IDSYNC_RETURN_IF_ERROR(prepare(
-      &s.any_key,
-      absl::StrCat("SELECT 1 FROM ", k.key_table,
-                   " WHERE tenant_id=? AND connector_id=? LIMIT 1")));
+  IDSYNC_RETURN_IF_ERROR(
+      prepare(&s.any_key,
+              absl::StrCat("SELECT 1 FROM ", k.key_table,
+                           " WHERE tenant_id=? AND connector_id=? LIMIT 1")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.list_active,
       absl::StrCat("SELECT id FROM ", k.key_table,
@@ -151,8 +151,8 @@ absl::StatusOr<int64_t> RecordWriter::Insert(
                           InsertIfNew(scope, kind, record, content_hash));
   if (!id.has_value()) {
     // As SQLite's own constraint errors map (SqliteStatus).
-    return absl::FailedPreconditionError(
-        absl::StrCat(SchemaFor(kind).singular, " with this key exists already"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        SchemaFor(kind).singular, " with this key exists already"));
   }
   return *id;
 }

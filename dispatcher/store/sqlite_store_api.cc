@@ -129,7 +129,8 @@ Msg ReadRecord(const KindSchema& kind, const Statement& s) {
   for (const google::protobuf::FieldDescriptor* field : *fields) {
     r->SetString(&m, field, s.Text(c++));
   }
-  if (!s.IsNull(c)) {
+  if (!s.IsNull(c) && !ParseAttributesJson(s.Text(c), m.mutable_attributes())) {
+    m.mutable_attributes()->clear();
     auto attributes = nlohmann::json::parse(s.Text(c), nullptr, false);
     if (attributes.is_object()) {
       for (const auto& [key, value] : attributes.items()) {

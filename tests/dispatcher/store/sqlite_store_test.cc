@@ -158,8 +158,7 @@ TEST_F(SqliteStoreTest, RecordsAndCheckpointCommitTogether) {
 
   // Committed: both are.
   ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
-  auto id =
-      (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
+  auto id = (*writer)->InsertIfNew(idsync::v1::RECORD_KIND_IDENTITY, person, 7);
   ASSERT_TRUE(id.ok() && id->has_value());
   run.chunks = 1;
   run.resume_token = "csv1:100:2:0:0";
@@ -214,8 +213,7 @@ TEST_F(SqliteStoreTest, InsertIfNewWritesNothingForAnExistingKey) {
                                "SELECT count(*) FROM identities WHERE "
                                "email='first@example.com'"),
             1);
-  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identity_keys"),
-            2);
+  EXPECT_EQ(*testing::QueryInt(path_, "SELECT count(*) FROM identity_keys"), 2);
 }
 
 TEST_F(SqliteStoreTest, FinishRunStoresTheTokenOnlyOnSuccess) {
