@@ -1,5 +1,6 @@
 #include "dispatcher/store/sqlite_store.h"
 
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -60,6 +61,24 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 6);
   EXPECT_EQ(*(*again)->EnsureTenant("acme"), tenant_);
+}
+
+TEST_F(SqliteStoreTest, NewStoresUse16KiBPagesAndOldOnesKeepTheirs) {
+  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA page_size"), 16384);
+  // A store created before (4 KiB pages) opens, migrates and works as is.
+  const std::string old = dir_->File("old.db");
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(old.c_str(), &raw), SQLITE_OK);
+  EXPECT_EQ(sqlite3_exec(raw,
+                         "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; "
+                         "CREATE TABLE t(x);",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(raw);
+  auto store = SqliteStore::Open({old});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE((*store)->EnsureTenant("acme").ok());
+  EXPECT_EQ(*testing::QueryInt(old, "PRAGMA page_size"), 4096);
 }
 
 TEST_F(SqliteStoreTest, StoreFromANewerVersionIsRefused) {
