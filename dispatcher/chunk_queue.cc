@@ -5,13 +5,19 @@
 namespace idsync {
 
 absl::Status ChunkQueue::Write(idsync::v1::SyncChunk chunk) {
+  QueuedChunk queued;
+  {
+    thread_local std::string scratch;
+    DigestRecords(chunk, &queued.digests, &scratch);
+  }
+  queued.chunk = std::move(chunk);
   absl::MutexLock lock(&mu_);
   auto room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return !closed_.ok() || chunks_.size() < capacity_;
   };
   mu_.Await(absl::Condition(&room));
   if (!closed_.ok()) return closed_;
-  chunks_.push_back(std::move(chunk));
+  chunks_.push_back(std::move(queued));
   return absl::OkStatus();
 }
 
@@ -26,27 +32,27 @@ void ChunkQueue::Finish(absl::Status status) {
   producer_status_ = std::move(status);
 }
 
-std::optional<idsync::v1::SyncChunk> ChunkQueue::Pop() {
+std::optional<QueuedChunk> ChunkQueue::Pop() {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return finished_ || !chunks_.empty();
   };
   mu_.Await(absl::Condition(&ready));
   if (chunks_.empty()) return std::nullopt;
-  idsync::v1::SyncChunk chunk = std::move(chunks_.front());
+  QueuedChunk chunk = std::move(chunks_.front());
   chunks_.pop_front();
   return chunk;
 }
 
-std::optional<idsync::v1::SyncChunk> ChunkQueue::PopFor(absl::Duration timeout,
-                                                        bool* timed_out) {
+std::optional<QueuedChunk> ChunkQueue::PopFor(absl::Duration timeout,
+                                              bool* timed_out) {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return finished_ || !chunks_.empty();
   };
   *timed_out = !mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   if (chunks_.empty()) return std::nullopt;
-  idsync::v1::SyncChunk chunk = std::move(chunks_.front());
+  QueuedChunk chunk = std::move(chunks_.front());
   chunks_.pop_front();
   return chunk;
 }

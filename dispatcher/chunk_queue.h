@@ -12,8 +12,17 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "connector/connector.h"
+#include "dispatcher/record_hash.h"
 
 namespace idsync {
+
+// A chunk and its records' digests, hashed on the producer's thread by Write
+// so that the consumer (the store's writer, usually the slower side) only
+// applies.
+struct QueuedChunk {
+  idsync::v1::SyncChunk chunk;
+  std::vector<RecordDigest> digests;  // See DigestRecords for the order.
+};
 
 class ChunkQueue final : public RecordSink {
  public:
@@ -28,10 +37,9 @@ class ChunkQueue final : public RecordSink {
 
   // Consumer side. The next chunk, or nullopt once the producer has finished
   // and every chunk was taken.
-  std::optional<idsync::v1::SyncChunk> Pop();
+  std::optional<QueuedChunk> Pop();
   // Like Pop, but gives up after `timeout`: then *timed_out is true.
-  std::optional<idsync::v1::SyncChunk> PopFor(absl::Duration timeout,
-                                              bool* timed_out);
+  std::optional<QueuedChunk> PopFor(absl::Duration timeout, bool* timed_out);
   // Hands a chunk the consumer is done with back for reuse (TakeSpent).
   void Recycle(idsync::v1::SyncChunk chunk);
   // Stops the producer: its next (or blocked) Write returns `why`, and
@@ -43,7 +51,7 @@ class ChunkQueue final : public RecordSink {
  private:
   const size_t capacity_;
   mutable absl::Mutex mu_;
-  std::deque<idsync::v1::SyncChunk> chunks_ ABSL_GUARDED_BY(mu_);
+  std::deque<QueuedChunk> chunks_ ABSL_GUARDED_BY(mu_);
   // At most `capacity_` + 1: what is in flight when the queue is full.
   std::vector<idsync::v1::SyncChunk> spent_ ABSL_GUARDED_BY(mu_);
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

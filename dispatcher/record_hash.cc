@@ -27,4 +27,19 @@ uint64_t ContentHash(const google::protobuf::Message& record,
   return hash;
 }
 
+void DigestRecords(const idsync::v1::SyncChunk& chunk,
+                   std::vector<RecordDigest>* digests, std::string* scratch) {
+  digests->clear();
+  digests->reserve(chunk.identities_size() + chunk.accounts_size() +
+                   chunk.entitlements_size() + chunk.grants_size());
+  auto add = [&](const google::protobuf::Message& record) {
+    const uint64_t hash = ContentHash(record, scratch);
+    digests->push_back({hash, scratch->size()});
+  };
+  for (const auto& r : chunk.identities()) add(r);
+  for (const auto& r : chunk.accounts()) add(r);
+  for (const auto& r : chunk.entitlements()) add(r);
+  for (const auto& r : chunk.grants()) add(r);
+}
+
 }  // namespace idsync

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "google/protobuf/message.h"
+#include "idsync/v1/connector.pb.h"
 
 namespace idsync {
 
@@ -15,6 +17,17 @@ namespace idsync {
 // the call (so callers can check its size).
 uint64_t ContentHash(const google::protobuf::Message& record,
                      std::string* scratch);
+
+// A record's content hash and serialized size.
+struct RecordDigest {
+  uint64_t hash = 0;
+  size_t bytes = 0;
+};
+
+// The digests of a chunk's records in the order the engine applies them:
+// identities, accounts, entitlements, grants.
+void DigestRecords(const idsync::v1::SyncChunk& chunk,
+                   std::vector<RecordDigest>* digests, std::string* scratch);
 
 }  // namespace idsync
 

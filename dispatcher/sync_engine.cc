@@ -250,7 +250,7 @@ class SyncEngine::Execution {
     absl::Status applied;
     while (true) {
       bool timed_out = false;
-      std::optional<idsync::v1::SyncChunk> chunk =
+      std::optional<QueuedChunk> chunk =
           queue.PopFor(kSourceWaitSlice, &timed_out);
       if (!chunk.has_value() && !timed_out) break;  // The source is done.
       if (!chunk.has_value()) {
@@ -266,8 +266,8 @@ class SyncEngine::Execution {
         if (!applied.ok()) break;
         continue;
       }
-      applied = ApplyChunk(*chunk);
-      queue.Recycle(*std::move(chunk));
+      applied = ApplyChunk(chunk->chunk, chunk->digests);
+      queue.Recycle(std::move(chunk->chunk));
       if (applied.ok()) applied = CheckCancelled();
       if (!applied.ok() || run_.cut) break;
     }
@@ -291,25 +291,30 @@ class SyncEngine::Execution {
     return absl::OkStatus();
   }
 
-  absl::Status ApplyChunk(const idsync::v1::SyncChunk& chunk) {
+  absl::Status ApplyChunk(const idsync::v1::SyncChunk& chunk,
+                          const std::vector<RecordDigest>& digests) {
     if (!in_group_) {
       IDSYNC_RETURN_IF_ERROR(writer_->Begin(engine_.clock_.Now()));
       in_group_ = true;
       group_start_ = engine_.clock_.Now();
       group_records_ = 0;
     }
+    auto digest = digests.begin();  // In DigestRecords' order.
     for (const auto& r : chunk.identities()) {
-      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_IDENTITY, r));
+      IDSYNC_RETURN_IF_ERROR(
+          ApplyRecord(idsync::v1::RECORD_KIND_IDENTITY, r, *digest++));
     }
     for (const auto& r : chunk.accounts()) {
-      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_ACCOUNT, r));
+      IDSYNC_RETURN_IF_ERROR(
+          ApplyRecord(idsync::v1::RECORD_KIND_ACCOUNT, r, *digest++));
     }
     for (const auto& r : chunk.entitlements()) {
       IDSYNC_RETURN_IF_ERROR(
-          ApplyRecord(idsync::v1::RECORD_KIND_ENTITLEMENT, r));
+          ApplyRecord(idsync::v1::RECORD_KIND_ENTITLEMENT, r, *digest++));
     }
     for (const auto& r : chunk.grants()) {
-      IDSYNC_RETURN_IF_ERROR(ApplyRecord(idsync::v1::RECORD_KIND_GRANT, r));
+      IDSYNC_RETURN_IF_ERROR(
+          ApplyRecord(idsync::v1::RECORD_KIND_GRANT, r, *digest++));
     }
     for (const auto& d : chunk.deletions()) {
       IDSYNC_RETURN_IF_ERROR(ApplyDeletion(d));
@@ -349,11 +354,11 @@ class SyncEngine::Execution {
   }
 
   template <typename Record>
-  absl::Status ApplyRecord(RecordKind kind, const Record& record) {
+  absl::Status ApplyRecord(RecordKind kind, const Record& record,
+                           const RecordDigest& digest) {
     if (AtLimit()) return absl::OkStatus();
     const RecordKey key = KeyOf(record);
-    // Hashing serializes the record, which also gives its size.
-    const uint64_t hash = ContentHash(record, &scratch_);
+    const uint64_t hash = digest.hash;
     std::string problem;
     if (key.first.empty() ||
         (kind == idsync::v1::RECORD_KIND_GRANT && key.second.empty())) {
@@ -364,8 +369,7 @@ class SyncEngine::Execution {
                options_.max_key_bytes) {
       problem =
           absl::StrCat("key longer than ", options_.max_key_bytes, " bytes");
-    } else if (static_cast<int64_t>(scratch_.size()) >
-               options_.max_record_bytes) {
+    } else if (static_cast<int64_t>(digest.bytes) > options_.max_record_bytes) {
       problem = absl::StrCat("record larger than ", options_.max_record_bytes,
                              " bytes");
     }
@@ -626,7 +630,6 @@ class SyncEngine::Execution {
   int64_t group_records_ = 0;
   int64_t chunks_this_session_ = 0;
   bool resume_rejected_ = false;
-  std::string scratch_;
 };
 
 SyncEngine::SyncEngine(Store& store, Clock& clock, SyncEngineOptions options)

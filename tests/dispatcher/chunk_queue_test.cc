@@ -56,11 +56,35 @@ TEST(ChunkQueueTest, PreservesOrder) {
   for (int i = 1; i <= 5; ++i) ASSERT_TRUE(queue.Write(Chunk(i)).ok());
   queue.Finish(absl::OkStatus());
   for (int i = 1; i <= 5; ++i) {
-    std::optional<v1::SyncChunk> chunk = queue.Pop();
+    std::optional<QueuedChunk> chunk = queue.Pop();
     ASSERT_TRUE(chunk.has_value());
-    EXPECT_EQ(chunk->sequence(), i);
+    EXPECT_EQ(chunk->chunk.sequence(), i);
   }
   EXPECT_FALSE(queue.Pop().has_value());
+}
+
+TEST(ChunkQueueTest, WriteDigestsEveryRecordInApplyOrder) {
+  v1::SyncChunk chunk = Chunk(1);
+  // Added out of apply order: grants and accounts before identities.
+  chunk.add_grants()->set_account_external_id("A1");
+  chunk.add_accounts()->set_external_id("A1");
+  chunk.add_identities()->set_external_id("E1");
+  chunk.add_identities()->set_email("x@example.com");
+  chunk.add_entitlements()->set_external_id("G1");
+  chunk.add_rejects()->set_reason("not a record");
+  ChunkQueue queue(2);
+  ASSERT_TRUE(queue.Write(chunk).ok());
+  std::optional<QueuedChunk> popped = queue.Pop();
+  ASSERT_TRUE(popped.has_value());
+  std::vector<const google::protobuf::Message*> order = {
+      &chunk.identities(0), &chunk.identities(1), &chunk.accounts(0),
+      &chunk.entitlements(0), &chunk.grants(0)};
+  ASSERT_EQ(popped->digests.size(), order.size());
+  std::string scratch;
+  for (size_t i = 0; i < order.size(); ++i) {
+    EXPECT_EQ(popped->digests[i].hash, ContentHash(*order[i], &scratch)) << i;
+    EXPECT_EQ(popped->digests[i].bytes, order[i]->ByteSizeLong()) << i;
+  }
 }
 
 TEST(ChunkQueueTest, RecycledChunksComeBackToTheProducer) {
@@ -102,26 +126,26 @@ TEST(ChunkQueueTest, PopReturnsNulloptOnlyAfterFinishAndDrain) {
   ASSERT_TRUE(queue.Write(Chunk(1)).ok());
   queue.Finish(absl::OkStatus());
   // Finished, but a chunk is still waiting: it comes first.
-  std::optional<v1::SyncChunk> chunk = queue.Pop();
+  std::optional<QueuedChunk> chunk = queue.Pop();
   ASSERT_TRUE(chunk.has_value());
-  EXPECT_EQ(chunk->sequence(), 1);
+  EXPECT_EQ(chunk->chunk.sequence(), 1);
   EXPECT_FALSE(queue.Pop().has_value());
   EXPECT_FALSE(queue.Pop().has_value());  // And stays drained.
 }
 
 TEST(ChunkQueueTest, PopWaitsForAChunkFromAnotherThread) {
   ChunkQueue queue(1);
-  std::optional<v1::SyncChunk> popped;
+  std::optional<QueuedChunk> popped;
   std::thread consumer([&] { popped = queue.Pop(); });
   ASSERT_TRUE(queue.Write(Chunk(42)).ok());
   consumer.join();
   ASSERT_TRUE(popped.has_value());
-  EXPECT_EQ(popped->sequence(), 42);
+  EXPECT_EQ(popped->chunk.sequence(), 42);
 }
 
 TEST(ChunkQueueTest, PopWaitsForFinishFromAnotherThread) {
   ChunkQueue queue(1);
-  std::optional<v1::SyncChunk> popped = Chunk(1);
+  std::optional<QueuedChunk> popped = QueuedChunk{Chunk(1), {}};
   std::thread consumer([&] { popped = queue.Pop(); });
   queue.Finish(absl::UnavailableError("source down"));
   consumer.join();
@@ -148,24 +172,25 @@ TEST(ChunkQueueTest, WriteBlocksWhileFullUntilPop) {
   // have returned, however the threads are scheduled.
   EXPECT_EQ(log.count(), 0);
 
-  std::optional<v1::SyncChunk> first = queue.Pop();
+  std::optional<QueuedChunk> first = queue.Pop();
   ASSERT_TRUE(first.has_value());
-  EXPECT_EQ(first->sequence(), 1);
+  EXPECT_EQ(first->chunk.sequence(), 1);
   // One Pop makes room for exactly one chunk: one writer gets through, then
   // the queue is full again and the other must still be blocked.
   EXPECT_EQ(log.AwaitAtLeast(1), 1);
   EXPECT_EQ(log.count(), 1);
 
-  std::optional<v1::SyncChunk> second = queue.Pop();
+  std::optional<QueuedChunk> second = queue.Pop();
   EXPECT_EQ(log.AwaitAtLeast(2), 2);
-  std::optional<v1::SyncChunk> third = queue.Pop();
+  std::optional<QueuedChunk> third = queue.Pop();
   writer_2.join();
   writer_3.join();
 
   ASSERT_TRUE(second.has_value());
   ASSERT_TRUE(third.has_value());
-  EXPECT_THAT((std::vector<int64_t>{second->sequence(), third->sequence()}),
-              UnorderedElementsAre(2, 3));
+  EXPECT_THAT(
+      (std::vector<int64_t>{second->chunk.sequence(), third->chunk.sequence()}),
+      UnorderedElementsAre(2, 3));
   for (const absl::Status& s : log.statuses()) EXPECT_TRUE(s.ok()) << s;
 }
 
@@ -180,8 +205,8 @@ TEST(ChunkQueueTest, CapacityBelowOneMeansOne) {
   });
   started.WaitForNotification();
   EXPECT_EQ(log.count(), 0);  // Full at one chunk.
-  ASSERT_EQ(queue.Pop()->sequence(), 1);
-  ASSERT_EQ(queue.Pop()->sequence(), 2);
+  ASSERT_EQ(queue.Pop()->chunk.sequence(), 1);
+  ASSERT_EQ(queue.Pop()->chunk.sequence(), 2);
   writer.join();
   EXPECT_EQ(log.count(), 1);
 }
@@ -248,8 +273,8 @@ TEST(ChunkQueueTest, WorksAsRecordSinkAcrossThreads) {
     queue.Finish(absl::OkStatus());
   });
   int expected = 1;
-  while (std::optional<v1::SyncChunk> chunk = queue.Pop()) {
-    EXPECT_EQ(chunk->sequence(), expected++);
+  while (std::optional<QueuedChunk> chunk = queue.Pop()) {
+    EXPECT_EQ(chunk->chunk.sequence(), expected++);
   }
   producer.join();
   EXPECT_EQ(expected, kChunks + 1);
