@@ -87,6 +87,22 @@ TEST(IsValidUtf8Test, RejectsMalformedText) {
   }
 }
 
+TEST(IsValidUtf8Test, EveryPositionInLongTextIsChecked) {
+  // Long ASCII runs are checked a word at a time: a bad byte anywhere, at
+  // any alignment, must still be found.
+  const std::string ascii(40, 'a');
+  for (size_t i = 0; i <= ascii.size(); ++i) {
+    std::string bad = ascii;
+    bad.insert(i, "\xFF");
+    EXPECT_FALSE(IsValidUtf8(bad)) << i;
+    std::string good = ascii;
+    good.insert(i, "\xC3\xA9");  // é
+    EXPECT_TRUE(IsValidUtf8(good)) << i;
+    std::string cut = ascii.substr(0, i) + "\xE2\x82";  // € without its end
+    EXPECT_FALSE(IsValidUtf8(cut)) << i;
+  }
+}
+
 TEST(ExcerptTest, PrintableTextIsUnchanged) {
   EXPECT_EQ(Excerpt(""), "");
   EXPECT_EQ(Excerpt("employee_id"), "employee_id");
