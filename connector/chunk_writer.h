@@ -23,6 +23,9 @@ class ChunkWriter {
   idsync::v1::RemoteGrant* AddGrant() { return chunk_.add_grants(); }
   idsync::v1::Deletion* AddDeletion() { return chunk_.add_deletions(); }
   idsync::v1::Reject* AddReject() { return chunk_.add_rejects(); }
+  // Takes back the identity added last (kept cleared for reuse), e.g. one
+  // that turned out to be a reject.
+  void DropLastIdentity() { chunk_.mutable_identities()->RemoveLast(); }
 
   // Items (records, deletions, rejects) in the chunk being filled.
   int size() const;

@@ -204,8 +204,9 @@ class Walk {
                 "the entry's DN could not be parsed");
       return MaybeFlush();
     }
-    idsync::v1::RemoteIdentity identity;
-    idsync::v1::RemoteAccount account;
+    // Mapped straight into the chunk, whose records may be recycled.
+    idsync::v1::RemoteIdentity& identity = *writer_->AddIdentity();
+    idsync::v1::RemoteAccount& account = *writer_->AddAccount();
     std::string problem = users_.Map(e, dn_key_, &identity, &account);
     if (const absl::string_view manager = users_.ManagerDn(e);
         problem.empty() && !manager.empty()) {
@@ -223,13 +224,12 @@ class Walk {
       auto [it, inserted] = user_names_.emplace(account.username(), dn_key_);
       if (!inserted) it->second.clear();  // Ambiguous: ask the server.
     }
-    if (problem.empty()) {
-      writer_->AddIdentity()->Swap(&identity);
-    } else {
-      AddReject(idsync::v1::RECORD_KIND_IDENTITY, e.dn, identity.external_id(),
+    if (!problem.empty()) {
+      std::string external_id = identity.external_id();
+      writer_->DropLastIdentity();  // `identity` is gone from here on.
+      AddReject(idsync::v1::RECORD_KIND_IDENTITY, e.dn, std::move(external_id),
                 std::move(problem));
     }
-    writer_->AddAccount()->Swap(&account);
     return MaybeFlush();
   }
 

@@ -243,7 +243,7 @@ std::string LdapUserMapper::Map(const LdapEntry& entry,
     return {};
   };
 
-  account->set_external_id(std::string(dn_key));
+  account->mutable_external_id()->assign(dn_key.data(), dn_key.size());
   const absl::string_view id = first(id_);
   const absl::string_view username = first(username_);
   const absl::string_view email = first(email_);
@@ -257,18 +257,21 @@ std::string LdapUserMapper::Map(const LdapEntry& entry,
       status = std::string(raw);
     }
   }
-  account->set_username(std::string(username));
-  account->set_email(std::string(email));
-  account->set_display_name(std::string(display_name));
-  account->set_status(status);
+  // Assigned in place: the records may be recycled ones whose strings keep
+  // their buffers.
+  auto set = [](std::string* field, absl::string_view value) {
+    field->assign(value.data(), value.size());
+  };
+  set(account->mutable_username(), username);
+  set(account->mutable_email(), email);
+  set(account->mutable_display_name(), display_name);
+  set(account->mutable_status(), status);
 
-  identity->set_external_id(std::string(id));
-  identity->set_email(std::string(email));
-  identity->set_display_name(std::string(display_name));
-  identity->set_status(std::move(status));
-  for (const Field& f : fields_) {
-    *(identity->*f.identity)() = std::string(first(f.slots));
-  }
+  set(identity->mutable_external_id(), id);
+  set(identity->mutable_email(), email);
+  set(identity->mutable_display_name(), display_name);
+  set(identity->mutable_status(), status);
+  for (const Field& f : fields_) set((identity->*f.identity)(), first(f.slots));
   for (const auto& [name, slot] : attributes_) {
     const auto& values = entry.values[slot];
     if (values.empty()) continue;
@@ -281,7 +284,9 @@ std::string LdapUserMapper::Map(const LdapEntry& entry,
   if (id.empty() && problem.empty()) {
     problem = absl::StrCat("no ", Names(slots_, id_), " attribute");
   }
-  if (problem.empty()) account->set_identity_external_id(std::string(id));
+  if (problem.empty()) {
+    account->mutable_identity_external_id()->assign(id.data(), id.size());
+  }
   return problem;
 }
 

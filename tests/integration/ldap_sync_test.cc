@@ -250,6 +250,40 @@ TEST_F(LdapSyncTest,
   EXPECT_EQ(Query("SELECT count(*) FROM write_log"), 0);
 }
 
+TEST_F(LdapSyncTest, AUserWithoutItsIdIsARejectAndItsNeighboursAreIntact) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  // Three users lose the attribute the mapping takes their id from.
+  std::string ldif;
+  for (int i : {10, 11, 500}) {
+    absl::StrAppend(&ldif, "dn: ", LdapDirectory::UserDn(i),
+                    "\nchangetype: modify\ndelete: employeeNumber\n\n");
+  }
+  ASSERT_TRUE(server->Modify(ldif).ok());
+  nlohmann::json config = Config(*server);
+  config["mapping"] = {{"external_id", {"employeeNumber"}}};
+  RunRow run = Sync(config);
+  ASSERT_EQ(run.status, RunStatus::kSucceeded) << run.error;
+  EXPECT_EQ(run.rejected, 3);
+  EXPECT_EQ(run.created, Total() - 3);
+  EXPECT_EQ(Active("identities"), kUsers - 3);
+  EXPECT_EQ(Active("accounts"), kUsers) << "their accounts still sync";
+  EXPECT_EQ(Query("SELECT count(*) FROM sync_rejects WHERE reason LIKE "
+                  "'%no employeeNumber attribute%'"),
+            3);
+  // The records mapped right after a rejected one (into the same chunk
+  // slot) carry their own values, nothing of the reject's.
+  for (int i : {12, 501}) {
+    EXPECT_EQ(
+        Query(absl::StrCat("SELECT count(*) FROM identities WHERE "
+                           "external_id='E",
+                           100000 + i, "' AND email='user", i,
+                           "@example.com' AND first_name='First", i, "'")),
+        1)
+        << i;
+  }
+}
+
 TEST_F(LdapSyncTest, IncrementalPicksUpExactlyTheModifiedEntries) {
   auto server = StartServer();
   ASSERT_NE(server, nullptr);
