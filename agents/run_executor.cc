@@ -97,7 +97,18 @@ class RunExecutor::Sink final : public RecordSink {
     if (!run_.outlet->Send(m)) {
       return absl::UnavailableError("the stream to the dispatcher was lost");
     }
+    // Send has serialized it: the connector may refill this chunk (TakeSpent)
+    // instead of allocating every record anew.
+    spent_.Swap(rc->mutable_chunk());
+    has_spent_ = true;
     return absl::OkStatus();
+  }
+
+  bool TakeSpent(idsync::v1::SyncChunk* chunk) override {
+    if (!has_spent_) return false;
+    chunk->Swap(&spent_);
+    has_spent_ = false;
+    return true;
   }
 
   void SetNextSyncToken(std::string token) override {
@@ -123,6 +134,8 @@ class RunExecutor::Sink final : public RecordSink {
   Run& run_;
   const size_t max_message_bytes_;
   std::string next_sync_token_;
+  idsync::v1::SyncChunk spent_;  // The last chunk sent, for TakeSpent.
+  bool has_spent_ = false;
 };
 
 RunExecutor::RunExecutor(const ConnectorRegistry& registry,

@@ -58,6 +58,9 @@ class AgentProxyConnector final : public Connector {
               channel->Cancel(std::string(s.message()));
               return s;
             }
+            // A chunk the engine is done with is freed here, at the end of
+            // this iteration, rather than on the engine's thread.
+            sink.TakeSpent(&chunk);
             if (!token.empty()) resume = std::move(token);
             taken = true;
             channel->Ack(sequence);

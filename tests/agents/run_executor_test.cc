@@ -131,6 +131,29 @@ TEST_F(RunExecutorTest, WriteBlocksWhileWindowIsFull) {
   EXPECT_TRUE(executor->Runs().empty());
 }
 
+TEST_F(RunExecutorTest, ReusedChunksCarryOnlyTheirOwnRecords) {
+  // The sink hands each sent chunk back to the connector to refill: every
+  // chunk must still hold exactly its own records.
+  auto executor = Make();
+  idsync::v1::AssignRun assign = Assign(1, 1, 10, 4);
+  (*assign.mutable_config()->mutable_fields())["per_chunk"].set_number_value(3);
+  executor->Assign(assign, outlet_);
+  for (int c = 1; c <= 4; ++c) {
+    auto m = outlet_->Next();
+    ASSERT_TRUE(m.has_value() && m->has_chunk()) << c;
+    const idsync::v1::SyncChunk& chunk = m->chunk().chunk();
+    EXPECT_EQ(chunk.sequence(), c);
+    EXPECT_EQ(chunk.resume_token(), absl::StrCat("probe:", c));
+    ASSERT_EQ(chunk.identities_size(), 3) << chunk.DebugString();
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(chunk.identities(i).external_id(),
+                absl::StrCat("p", c, "-", i));
+    }
+  }
+  EXPECT_EQ(ExpectDone().code(), 0);
+  EXPECT_TRUE(executor->WaitIdle(absl::Seconds(10)));
+}
+
 TEST_F(RunExecutorTest, AcksOfAnotherAssignmentDoNotOpenTheWindow) {
   auto executor = Make();
   executor->Assign(Assign(1, 2, 1, 3), outlet_);
