@@ -61,7 +61,7 @@ TEST(ToJsonStringTest, InvalidUtf8IsReplacedNotEmitted) {
       << json;
   EXPECT_NE(json.find(R"("email":"plain\u0001ascii")"), std::string::npos)
       << json;
-  EXPECT_NO_THROW(nlohmann::json::parse(json));
+  EXPECT_TRUE(nlohmann::json::accept(json));
 }
 
 }  // namespace
