@@ -792,7 +792,8 @@ TEST_F(SqliteStoreApiTest, DeleteConnectorRemovesItsDataAndNothingElse) {
     auto writer = store_->OpenRunWriter(run);
     ASSERT_TRUE(writer.ok()) << writer.status();
     ASSERT_TRUE((*writer)->Begin(absl::FromUnixSeconds(1700000001)).ok());
-    ASSERT_TRUE((*writer)->InsertIfNew(RECORD_KIND_IDENTITY, Person("E2"), 2).ok());
+    ASSERT_TRUE(
+        (*writer)->InsertIfNew(RECORD_KIND_IDENTITY, Person("E2"), 2).ok());
     v1::Reject reject;
     reject.set_kind(RECORD_KIND_IDENTITY);
     reject.set_external_id("bad");
