@@ -290,15 +290,18 @@ void AppendMap(const Message& m, const FieldDescriptor* f, std::string* out) {
   const FieldDescriptor* key_field = e->FindFieldByName("key");
   const FieldDescriptor* value_field = e->FindFieldByName("value");
   const Reflection* r = m.GetReflection();
+  auto key = [out](size_t k, absl::string_view name) {
+    if (k > 0) out->push_back(',');
+    AppendString(name, out);
+    out->push_back(':');
+  };
   out->push_back('{');
   if (const auto* attributes = RecordAttributes(m, f)) {
     std::vector<std::pair<absl::string_view, absl::string_view>> entries(
         attributes->begin(), attributes->end());
     std::sort(entries.begin(), entries.end());
     for (size_t k = 0; k < entries.size(); ++k) {
-      if (k > 0) out->push_back(',');
-      AppendString(entries[k].first, out);
-      out->push_back(':');
+      key(k, entries[k].first);
       AppendString(entries[k].second, out);
     }
   } else {
@@ -310,9 +313,7 @@ void AppendMap(const Message& m, const FieldDescriptor* f, std::string* out) {
     }
     std::sort(entries.begin(), entries.end());
     for (size_t k = 0; k < entries.size(); ++k) {
-      if (k > 0) out->push_back(',');
-      AppendString(entries[k].first, out);
-      out->push_back(':');
+      key(k, entries[k].first);
       AppendField(r->GetRepeatedMessage(m, f, entries[k].second), value_field,
                   0, out);
     }

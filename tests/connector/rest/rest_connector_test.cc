@@ -4,6 +4,7 @@
 // then delete what it never read).
 #include "connector/rest/rest_connector.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,17 @@ class CountingSink final : public RecordSink {
   void SetNextSyncToken(std::string) override {}
   int64_t identities = 0;
 };
+
+// The rest connector a JSON config describes.
+absl::StatusOr<std::unique_ptr<Connector>> RestConnector(
+    const nlohmann::json& config) {
+  ConnectorSpec spec;
+  if (!google::protobuf::util::JsonStringToMessage(config.dump(), &spec.config)
+           .ok()) {
+    return absl::InvalidArgumentError("bad test config");
+  }
+  return CreateRestConnector(spec);
+}
 
 constexpr int kTotal = 1000, kServed = 90;  // The client asks for 100.
 
@@ -52,11 +64,7 @@ TEST(RestConnectorTest, ShortPagesDoNotEndAPageWalkBeforeTheTotal) {
          {"fields", {{"external_id", "/id"}}},
          {"pagination",
           {{"style", "page"}, {"limit", 100}, {"total", "/total"}}}}}}};
-  ConnectorSpec spec;
-  ASSERT_TRUE(
-      google::protobuf::util::JsonStringToMessage(config.dump(), &spec.config)
-          .ok());
-  auto connector = CreateRestConnector(spec);
+  auto connector = RestConnector(config);
   ASSERT_TRUE(connector.ok()) << connector.status();
   CountingSink sink;
   ASSERT_TRUE((*connector)->Sync(idsync::v1::SyncRequest(), sink).ok());
@@ -84,11 +92,7 @@ TEST(RestConnectorTest, HugeArrayIndexInAPointerIsAbsentNotACrash) {
            {"path", "/users"},
            {"records", records},
            {"fields", {{"external_id", external_id}}}}}}};
-    ConnectorSpec spec;
-    ASSERT_TRUE(
-        google::protobuf::util::JsonStringToMessage(config.dump(), &spec.config)
-            .ok());
-    auto connector = CreateRestConnector(spec);
+    auto connector = RestConnector(config);
     ASSERT_TRUE(connector.ok()) << connector.status();
     CountingSink sink;
     const absl::Status status =
