@@ -299,6 +299,11 @@ TEST_F(SyncEngineTest, RejectsAndDuplicatesAreRecordedWithReasons) {
   EXPECT_EQ(run.created, 100);
   EXPECT_EQ(run.rejected, 3);
   EXPECT_EQ(run.processed, 103);
+  // A first sync inserts before it looks up: the duplicate's row was undone.
+  EXPECT_EQ(Query("SELECT count(*) FROM identities"), 100);
+  EXPECT_EQ(Query("SELECT count(*) FROM identities WHERE external_id='" +
+                  people[5].external_id() + "'"),
+            1);
   auto rejects = store_->ListRejects(row_.tenant_id, run.id, 10);
   ASSERT_TRUE(rejects.ok());
   std::vector<std::string> reasons;
