@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "connector/status_macros.h"
 
 namespace idsync {
 
@@ -65,13 +66,14 @@ bool IsLoopbackHost(absl::string_view host) {
 
 absl::StatusOr<std::string> ReadPemFile(const std::string& path,
                                         absl::string_view option) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat(option, ": cannot read ", path));
-  }
-  std::stringstream s;
-  s << in.rdbuf();
-  std::string pem = s.str();
+  return ReadPemFile(*HostFiles(), path, option);
+}
+
+absl::StatusOr<std::string> ReadPemFile(const FileAccess& files,
+                                        const std::string& path,
+                                        absl::string_view option) {
+  IDSYNC_ASSIGN_OR_RETURN(std::string pem,
+                          ReadWholeFile(files, path, option, 1 << 20));
   if (pem.find("-----BEGIN ") == std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat(option, ": ", path, " is not a PEM file"));

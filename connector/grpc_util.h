@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "connector/file_access.h"
 
 namespace grpc {
 class Status;
@@ -33,6 +34,10 @@ bool IsLoopbackHost(absl::string_view host);
 // The text of a PEM file; `option` names the setting in errors, which never
 // hold file contents (key material).
 absl::StatusOr<std::string> ReadPemFile(const std::string& path,
+                                        absl::string_view option);
+// The same, opened through `files` (a connector's FileAccess).
+absl::StatusOr<std::string> ReadPemFile(const FileAccess& files,
+                                        const std::string& path,
                                         absl::string_view option);
 
 // gRPC 1.51 has no conversion; the codes share their numbers and names.

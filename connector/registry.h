@@ -15,9 +15,21 @@
 #include "absl/strings/string_view.h"
 #include "connector/clock.h"
 #include "connector/connector.h"
+#include "connector/file_access.h"
+#include "connector/http/address_policy.h"
 #include "google/protobuf/struct.pb.h"
 
 namespace idsync {
+
+// What a connector may reach on the host that runs it. The operator's own
+// configs (the CLI, an agent's local connectors) reach anything the process
+// can; the dispatcher confines connectors a tenant admin configures through
+// the API to the tenant's import directory and to public addresses (plus
+// the operator's per-tenant allow list).
+struct SourceAccess {
+  std::shared_ptr<const FileAccess> files = HostFiles();
+  std::shared_ptr<const AddressPolicy> addresses = AddressPolicy::Any();
+};
 
 // What a factory gets to build one configured connector.
 struct ConnectorSpec {
@@ -27,6 +39,9 @@ struct ConnectorSpec {
   // again in SyncRequest.auth_config. Never log them.
   google::protobuf::Struct auth_config;
   Clock* clock = &Clock::Real();  // Must outlive the connector.
+  // Every file and address the connector uses goes through this; a factory
+  // refuses a config naming what it does not allow.
+  SourceAccess access;
 };
 
 using ConnectorFactory =

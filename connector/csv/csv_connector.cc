@@ -229,15 +229,15 @@ absl::StatusOr<Position> DecodeToken(absl::string_view token) {
 
 class CsvConnector final : public Connector {
  public:
-  explicit CsvConnector(Options options) : options_(std::move(options)) {}
+  CsvConnector(Options options, std::shared_ptr<const FileAccess> files)
+      : options_(std::move(options)), files_(std::move(files)) {}
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
     return BuiltinInfo("csv", {"full", "resume", "identities"});
   }
 
   absl::Status TestConnection() override {
-    IDSYNC_ASSIGN_OR_RETURN(auto reader,
-                            CsvReader::Open(options_.path, options_.reader));
+    IDSYNC_ASSIGN_OR_RETURN(auto reader, OpenReader());
     CsvRecord header;
     IDSYNC_ASSIGN_OR_RETURN(bool has_header, reader->Next(&header));
     if (!has_header) return EmptyFile();
@@ -246,8 +246,7 @@ class CsvConnector final : public Connector {
 
   absl::Status Sync(const idsync::v1::SyncRequest& request,
                     RecordSink& sink) override {
-    IDSYNC_ASSIGN_OR_RETURN(auto reader,
-                            CsvReader::Open(options_.path, options_.reader));
+    IDSYNC_ASSIGN_OR_RETURN(auto reader, OpenReader());
     CsvRecord record;
     IDSYNC_ASSIGN_OR_RETURN(bool has_header, reader->Next(&record));
     if (!has_header) return EmptyFile();
@@ -285,6 +284,12 @@ class CsvConnector final : public Connector {
   }
 
  private:
+  absl::StatusOr<std::unique_ptr<CsvReader>> OpenReader() const {
+    IDSYNC_ASSIGN_OR_RETURN(UniqueFd fd,
+                            files_->OpenRead(options_.path, "CSV file"));
+    return CsvReader::FromFd(std::move(fd), options_.reader);
+  }
+
   static absl::Status EmptyFile() {
     return absl::InvalidArgumentError("the CSV file is empty (no header row)");
   }
@@ -344,6 +349,7 @@ class CsvConnector final : public Connector {
   }
 
   const Options options_;
+  const std::shared_ptr<const FileAccess> files_;
 };
 
 }  // namespace
@@ -351,7 +357,9 @@ class CsvConnector final : public Connector {
 absl::StatusOr<std::unique_ptr<Connector>> CreateCsvConnector(
     const ConnectorSpec& spec) {
   IDSYNC_ASSIGN_OR_RETURN(Options options, ParseOptions(spec.config));
-  return std::make_unique<CsvConnector>(std::move(options));
+  IDSYNC_RETURN_IF_ERROR(
+      spec.access.files->CheckPath(options.path, "csv config: 'path'"));
+  return std::make_unique<CsvConnector>(std::move(options), spec.access.files);
 }
 
 }  // namespace idsync

@@ -22,17 +22,23 @@ constexpr char kBom[] = "\xEF\xBB\xBF";
 
 absl::StatusOr<std::unique_ptr<CsvReader>> CsvReader::Open(
     const std::string& path, const CsvReaderOptions& options) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot open CSV file '", path, "': ", std::strerror(errno)));
-  }
-  std::unique_ptr<CsvReader> reader(new CsvReader(file, options));
+  IDSYNC_ASSIGN_OR_RETURN(UniqueFd fd, HostFiles()->OpenRead(path, "CSV file"));
+  return FromFd(std::move(fd), options);
+}
+
+absl::StatusOr<std::unique_ptr<CsvReader>> CsvReader::FromFd(
+    UniqueFd fd, const CsvReaderOptions& options) {
   struct stat st;
-  if (fstat(fileno(file), &st) != 0 || !S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CSV path '", path, "' is not a regular file"));
+  if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError("the CSV source is not a regular file");
   }
+  std::FILE* file = fdopen(fd.get(), "rb");
+  if (file == nullptr) {
+    return absl::InternalError(
+        absl::StrCat("cannot read the CSV file: ", std::strerror(errno)));
+  }
+  fd.release();  // The FILE owns it now.
+  std::unique_ptr<CsvReader> reader(new CsvReader(file, options));
   reader->file_size_ = st.st_size;
   reader->file_mtime_ns_ =
       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "connector/file_access.h"
 
 struct csv_parser;
 
@@ -35,7 +36,11 @@ struct CsvRecord {
 
 class CsvReader {
  public:
-  // Opens `path`; a UTF-8 byte order mark at the start is skipped.
+  // Reads the regular file open on `fd`, from its start; a UTF-8 byte order
+  // mark there is skipped.
+  static absl::StatusOr<std::unique_ptr<CsvReader>> FromFd(
+      UniqueFd fd, const CsvReaderOptions& options);
+  // Opens `path` (any file the process may read) and reads it.
   static absl::StatusOr<std::unique_ptr<CsvReader>> Open(
       const std::string& path, const CsvReaderOptions& options);
   ~CsvReader();

@@ -149,15 +149,6 @@ CurlString GetPart(CURLU* u, CURLUPart part, CURLUcode* rc = nullptr) {
   return CurlString(value);
 }
 
-absl::Status RefusedHost(absl::string_view host, absl::string_view address) {
-  if (address.empty() || address == host) {
-    return Invalid(absl::StrCat("callback URL host ", Printable(host),
-                                " is a loopback/private address"));
-  }
-  return Invalid(absl::StrCat("callback URL host ", Printable(host), " (",
-                              address, ") is a loopback/private address"));
-}
-
 }  // namespace
 
 bool IsPublicAddress(const sockaddr* addr) {
@@ -189,14 +180,187 @@ std::string AddressToString(const sockaddr* addr) {
   return "?";
 }
 
-absl::Status CheckTargetUrl(absl::string_view url, bool allow_private) {
+namespace {
+
+// The unmapped form of an IPv4-embedding IPv6 address judged as IPv4 by
+// IsPublicV6 (only mapped ::ffff:a.b.c.d here: allow lists name IPv4 nets).
+bool MappedV4(const uint8_t* a, uint32_t* v4) {
+  if (AllZero(a, 10) && a[10] == 0xFF && a[11] == 0xFF) {
+    *v4 = V4At(a + 12);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IpNetwork::Contains(const sockaddr* addr) const {
+  if (addr == nullptr) return false;
+  uint8_t a[16] = {};
+  int fam = addr->sa_family;
+  if (fam == AF_INET) {
+    std::memcpy(a, &reinterpret_cast<const sockaddr_in*>(addr)->sin_addr, 4);
+  } else if (fam == AF_INET6) {
+    const uint8_t* six =
+        reinterpret_cast<const sockaddr_in6*>(addr)->sin6_addr.s6_addr;
+    uint32_t v4 = 0;
+    if (family == AF_INET && MappedV4(six, &v4)) {
+      fam = AF_INET;
+      const uint32_t n = htonl(v4);
+      std::memcpy(a, &n, 4);
+    } else {
+      std::memcpy(a, six, 16);
+    }
+  } else {
+    return false;
+  }
+  return fam == family && HasPrefix(a, bytes.data(), prefix);
+}
+
+absl::StatusOr<IpNetwork> ParseIpNetwork(absl::string_view text) {
+  const std::string s(text);
+  const size_t slash = s.find('/');
+  const std::string address = s.substr(0, slash);
+  IpNetwork n;
+  if (inet_pton(AF_INET, address.c_str(), n.bytes.data()) == 1) {
+    n.family = AF_INET;
+    n.prefix = 32;
+  } else if (inet_pton(AF_INET6, address.c_str(), n.bytes.data()) == 1) {
+    n.family = AF_INET6;
+    n.prefix = 128;
+  } else {
+    return Invalid(absl::StrCat("'", Printable(text),
+                                "' is not an IP network (ADDRESS[/PREFIX], "
+                                "e.g. 10.20.0.0/16 or fd00::/8)"));
+  }
+  if (slash != std::string::npos) {
+    int prefix = -1;
+    const std::string bits = s.substr(slash + 1);
+    if (bits.empty() || bits.size() > 3 ||
+        bits.find_first_not_of("0123456789") != std::string::npos ||
+        (prefix = std::stoi(bits)) > n.prefix) {
+      return Invalid(absl::StrCat("'", Printable(text),
+                                  "' has a prefix length out of range"));
+    }
+    n.prefix = prefix;
+  }
+  return n;
+}
+
+std::shared_ptr<const AddressPolicy> AddressPolicy::Any() {
+  static const auto* any =
+      new std::shared_ptr<const AddressPolicy>(new AddressPolicy(true, {}));
+  return *any;
+}
+
+std::shared_ptr<const AddressPolicy> AddressPolicy::PublicOnly(
+    std::vector<IpNetwork> allowed) {
+  return std::shared_ptr<const AddressPolicy>(
+      new AddressPolicy(false, std::move(allowed)));
+}
+
+bool AddressPolicy::Allows(const sockaddr* addr) const {
+  if (any_) return true;
+  if (IsPublicAddress(addr)) return true;
+  for (const IpNetwork& n : allowed_) {
+    if (n.Contains(addr)) return true;
+  }
+  return false;
+}
+
+absl::Status AddressPolicy::CheckHost(absl::string_view host_text,
+                                      absl::string_view what,
+                                      bool name_address) const {
+  if (any_) return absl::OkStatus();
+  const std::string host(host_text);
+  auto refused = [&](absl::string_view address) {
+    if (!name_address || address.empty() || address == host) {
+      return Invalid(absl::StrCat(what, " ", Printable(host),
+                                  " is a loopback/private address"));
+    }
+    return Invalid(absl::StrCat(what, " ", Printable(host), " (", address,
+                                ") is a loopback/private address"));
+  };
+  if (host.empty()) return Invalid(absl::StrCat(what, " is empty"));
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') {
+      return Invalid(absl::StrCat(what, " is a malformed IPv6 address"));
+    }
+    const std::string literal = host.substr(1, host.size() - 2);
+    if (literal.find('%') != std::string::npos) {
+      return Invalid(
+          absl::StrCat(what, " must not have an IPv6 zone id (link-local)"));
+    }
+    sockaddr_in6 a6{};
+    a6.sin6_family = AF_INET6;
+    if (inet_pton(AF_INET6, literal.c_str(), &a6.sin6_addr) != 1) {
+      return Invalid(absl::StrCat(what, " is a malformed IPv6 address"));
+    }
+    if (!Allows(reinterpret_cast<const sockaddr*>(&a6))) return refused("");
+    return absl::OkStatus();
+  }
+
+  // A trailing dot names the same host (and some resolvers answer
+  // "127.0.0.1." with 127.0.0.1).
+  std::string name = absl::AsciiStrToLower(host);
+  if (absl::EndsWith(name, ".")) name.pop_back();
+  // libcurl and libldap answer these themselves, with loopback.
+  if (name == "localhost" || absl::EndsWith(name, ".localhost")) {
+    sockaddr_in lo{};
+    lo.sin_family = AF_INET;
+    lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!Allows(reinterpret_cast<const sockaddr*>(&lo))) return refused("");
+  }
+  // Legacy numeric spellings ("127.1", "0x7f000001", "2130706433",
+  // "0177.0.0.1") are judged the way the C library's resolver reads them.
+  in_addr a4{};
+  if (inet_aton(name.c_str(), &a4) != 0) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr = a4;
+    if (!Allows(reinterpret_cast<const sockaddr*>(&sa))) {
+      return refused(AddressToString(reinterpret_cast<const sockaddr*>(&sa)));
+    }
+  }
+
+  // Every address: a client may connect to any of them. (The connecting
+  // client checks again: DNS may answer differently then.)
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* result = nullptr;
+  if (getaddrinfo(host.c_str(), nullptr, &hints, &result) != 0 ||
+      result == nullptr) {
+    if (result != nullptr) freeaddrinfo(result);
+    return Invalid(absl::StrCat(what, " does not resolve"));
+  }
+  absl::Status status = absl::OkStatus();
+  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
+    if (!Allows(ai->ai_addr)) {
+      const std::string address = AddressToString(ai->ai_addr);
+      status = name_address
+                   ? Invalid(absl::StrCat(what, " ", Printable(host),
+                                          " resolves to ", address,
+                                          ", which is a loopback/private "
+                                          "address"))
+                   : refused("");
+      break;
+    }
+  }
+  freeaddrinfo(result);
+  return status;
+}
+
+absl::StatusOr<std::string> HttpUrlHost(absl::string_view url,
+                                        absl::string_view what,
+                                        bool allow_zone) {
   if (url.size() > kMaxUrlBytes) {
     return Invalid(
-        absl::StrCat("callback URL is longer than ", kMaxUrlBytes, " bytes"));
+        absl::StrCat(what, " is longer than ", kMaxUrlBytes, " bytes"));
   }
   // libcurl reads a C string: a NUL would hide the rest of the URL.
   if (url.find('\0') != absl::string_view::npos) {
-    return Invalid("callback URL contains a NUL byte");
+    return Invalid(absl::StrCat(what, " contains a NUL byte"));
   }
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -217,105 +381,60 @@ absl::Status CheckTargetUrl(absl::string_view url, bool allow_private) {
         colon == absl::string_view::npos ? "" : url.substr(0, colon);
     if (!absl::EqualsIgnoreCase(given, "http") &&
         !absl::EqualsIgnoreCase(given, "https")) {
-      return Invalid("callback URL must use http or https");
+      return Invalid(absl::StrCat(what, " must use http or https"));
     }
     return Invalid(
-        absl::StrCat("callback URL is malformed: ", curl_url_strerror(set)));
+        absl::StrCat(what, " is malformed: ", curl_url_strerror(set)));
   }
   const CurlString scheme = GetPart(u.get(), CURLUPART_SCHEME);
   if (scheme == nullptr || !(absl::EqualsIgnoreCase(scheme.get(), "http") ||
                              absl::EqualsIgnoreCase(scheme.get(), "https"))) {
-    return Invalid("callback URL must use http or https");
+    return Invalid(absl::StrCat(what, " must use http or https"));
   }
   // Any user info, even empty ("http://@host/"): it only serves to confuse
   // readers ("http://trusted.example@10.0.0.1/") and may hold secrets.
   if (GetPart(u.get(), CURLUPART_USER) != nullptr ||
       GetPart(u.get(), CURLUPART_PASSWORD) != nullptr ||
       GetPart(u.get(), CURLUPART_OPTIONS) != nullptr) {
-    return Invalid("callback URL must not contain user info");
+    return Invalid(absl::StrCat(what, " must not contain user info"));
   }
   const CurlString host_part = GetPart(u.get(), CURLUPART_HOST);
   if (host_part == nullptr || host_part.get()[0] == '\0') {
-    return Invalid("callback URL has no host");
+    return Invalid(absl::StrCat(what, " has no host"));
   }
   const std::string host = host_part.get();
   for (unsigned char ch : host) {
     if (ch >= 0x80 || ch <= 0x20 || ch == 0x7F) {
       // libcurl would IDN-map it first ("①②⑦.0.0.1" is 127.0.0.1).
-      return Invalid(
-          "callback URL host must be ASCII (use the punycode xn-- form)");
+      return Invalid(absl::StrCat(
+          what, " host must be ASCII (use the punycode xn-- form)"));
     }
   }
   const bool bracketed = host.front() == '[';
   if (bracketed && (host.size() < 3 || host.back() != ']')) {
-    return Invalid("callback URL host is a malformed IPv6 address");
+    return Invalid(absl::StrCat(what, " host is a malformed IPv6 address"));
   }
   // libcurl 7.88 returns the zone id separately; accept either form.
   const bool zone = GetPart(u.get(), CURLUPART_ZONEID) != nullptr ||
                     (bracketed && host.find('%') != std::string::npos);
-  if (allow_private) return absl::OkStatus();
-  if (zone) {
+  if (zone && !allow_zone) {
     return Invalid(
-        "callback URL host must not have an IPv6 zone id (link-local)");
+        absl::StrCat(what, " host must not have an IPv6 zone id (link-local)"));
   }
+  return host;
+}
 
-  if (bracketed) {
-    const std::string literal = host.substr(1, host.size() - 2);
-    sockaddr_in6 a6{};
-    a6.sin6_family = AF_INET6;
-    if (inet_pton(AF_INET6, literal.c_str(), &a6.sin6_addr) != 1) {
-      return Invalid("callback URL host is a malformed IPv6 address");
-    }
-    if (!IsPublicAddress(reinterpret_cast<const sockaddr*>(&a6))) {
-      return RefusedHost(host, "");
-    }
-    return absl::OkStatus();
-  }
+absl::Status CheckTargetUrl(absl::string_view url, bool allow_private) {
+  return CheckTargetUrl(url, allow_private ? *AddressPolicy::Any()
+                                           : *AddressPolicy::PublicOnly());
+}
 
-  // A trailing dot names the same host (and some resolvers answer
-  // "127.0.0.1." with 127.0.0.1).
-  std::string name = absl::AsciiStrToLower(host);
-  if (absl::EndsWith(name, ".")) name.pop_back();
-  // libcurl answers these itself, with loopback, whatever DNS says.
-  if (name == "localhost" || absl::EndsWith(name, ".localhost")) {
-    return RefusedHost(host, "");
-  }
-  // Legacy numeric spellings libcurl leaves alone (e.g. with a trailing dot)
-  // are judged the way the C library's resolver reads them.
-  in_addr a4{};
-  if (inet_aton(name.c_str(), &a4) != 0) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr = a4;
-    if (!IsPublicAddress(reinterpret_cast<const sockaddr*>(&sa))) {
-      return RefusedHost(
-          host, AddressToString(reinterpret_cast<const sockaddr*>(&sa)));
-    }
-  }
-
-  // Every address: libcurl may connect to any of them. (The connecting
-  // client checks again: DNS may answer differently then.)
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* result = nullptr;
-  if (getaddrinfo(host.c_str(), nullptr, &hints, &result) != 0 ||
-      result == nullptr) {
-    if (result != nullptr) freeaddrinfo(result);
-    return Invalid("callback URL host does not resolve");
-  }
-  absl::Status status = absl::OkStatus();
-  for (const addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
-    if (!IsPublicAddress(ai->ai_addr)) {
-      const std::string address = AddressToString(ai->ai_addr);
-      status = Invalid(absl::StrCat("callback URL host ", Printable(host),
-                                    " resolves to ", address,
-                                    ", which is a loopback/private address"));
-      break;
-    }
-  }
-  freeaddrinfo(result);
-  return status;
+absl::Status CheckTargetUrl(absl::string_view url, const AddressPolicy& policy,
+                            absl::string_view what, bool name_address) {
+  absl::StatusOr<std::string> host =
+      HttpUrlHost(url, what, /*allow_zone=*/policy.any());
+  if (!host.ok()) return host.status();
+  return policy.CheckHost(*host, absl::StrCat(what, " host"), name_address);
 }
 
 }  // namespace idsync

@@ -31,14 +31,15 @@ struct Transfer {
   size_t max_bytes = 0;
   bool too_large = false;
   std::string refused_address;  // Set by OnOpenSocket; the last refused.
+  const AddressPolicy* policy = nullptr;
 };
 
-// Only with allow_private_addresses = false: the connect-time SSRF check, on
+// Only under a restricting address policy: the connect-time SSRF check, on
 // the address libcurl resolved and is about to connect to.
 curl_socket_t OnOpenSocket(void* user, curlsocktype purpose,
                            curl_sockaddr* address) {
   auto* t = static_cast<Transfer*>(user);
-  if (!IsPublicAddress(&address->addr)) {
+  if (!t->policy->Allows(&address->addr)) {
     t->refused_address = AddressToString(&address->addr);
     return CURL_SOCKET_BAD;  // libcurl tries the next address, if any.
   }
@@ -205,10 +206,17 @@ absl::StatusOr<HttpResponse> HttpClient::SendOnce(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");  // Any curl can decode.
   curl_easy_setopt(c, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-  if (!options_.ca_file.empty()) {
+  curl_blob ca_blob{};
+  if (!options_.ca_pem.empty()) {
+    ca_blob.data = const_cast<char*>(options_.ca_pem.data());
+    ca_blob.len = options_.ca_pem.size();
+    ca_blob.flags = CURL_BLOB_NOCOPY;  // Options outlive the transfer.
+    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca_blob);
+  } else if (!options_.ca_file.empty()) {
     curl_easy_setopt(c, CURLOPT_CAINFO, options_.ca_file.c_str());
   }
-  if (!options_.allow_private_addresses) {
+  if (options_.address_policy != nullptr && !options_.address_policy->any()) {
+    t.policy = options_.address_policy.get();
     curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OnOpenSocket);
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
     // No proxy, not even from https_proxy & co. in the environment ("" says

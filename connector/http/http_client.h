@@ -3,7 +3,7 @@
 // to a host reuse the connection. TLS peers are always verified (the system
 // trust store or `ca_file`); redirects are never followed; proxies come from
 // the usual environment variables (https_proxy, no_proxy, ...), which libcurl
-// reads itself (not with allow_private_addresses = false). Thread-safe:
+// reads itself (not under a restricting address_policy). Thread-safe:
 // requests on one client are serialized.
 #ifndef IDSYNC_CONNECTOR_HTTP_HTTP_CLIENT_H_
 #define IDSYNC_CONNECTOR_HTTP_HTTP_CLIENT_H_
@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "connector/clock.h"
+#include "connector/http/address_policy.h"
 #include "connector/rate_limiter.h"
 
 namespace idsync {
@@ -44,6 +45,9 @@ struct HttpClientOptions {
   absl::Duration timeout = absl::Seconds(30);  // Whole request.
   absl::Duration connect_timeout = absl::Seconds(10);
   std::string ca_file;  // PEM bundle; empty: the system trust store.
+  // A PEM bundle's contents, used instead of ca_file when set (a file read
+  // through a connector's FileAccess).
+  std::string ca_pem;
   size_t max_response_bytes = size_t{64} << 20;  // Decoded body.
   // Send(): attempts per request, and the backoff between them.
   int max_attempts = 5;
@@ -57,14 +61,12 @@ struct HttpClientOptions {
   double burst = 1;
   std::string user_agent = "idsync/1";
   Clock* clock = &Clock::Real();  // Waits and Retry-After dates.
-  // false (deliveries to user-given URLs): every address libcurl is about to
-  // connect to must be public (IsPublicAddress, address_policy.h), checked
-  // at connect time so DNS rebinding cannot get around it; a refused
-  // connection is kPermissionDenied. Proxies are then not used (environment
-  // variables included): through a proxy the check would see only the
-  // proxy's address, never the target's. Sources (LDAP, REST) are often
-  // internal, hence the default.
-  bool allow_private_addresses = true;
+  // Where connections may go, checked on the address libcurl is about to
+  // connect to, so DNS rebinding cannot get around it; a refused connection
+  // is kPermissionDenied. nullptr or Any(): anywhere. Under a restricting
+  // policy proxies are not used (environment variables included): through a
+  // proxy the check would see only the proxy's address, never the target's.
+  std::shared_ptr<const AddressPolicy> address_policy;
 };
 
 class HttpClient {
@@ -79,7 +81,7 @@ class HttpClient {
   // kUnavailable (connect, reset), kDeadlineExceeded (timeout),
   // kFailedPrecondition (TLS verification), kResourceExhausted (body over
   // the bound), kInvalidArgument (bad URL) or kPermissionDenied (a
-  // non-public address while allow_private_addresses is false). Messages name
+  // an address the address_policy refuses). Messages name
   // the URL without its query or user info, which may hold secrets.
   absl::StatusOr<HttpResponse> SendOnce(const HttpRequest& request);
 

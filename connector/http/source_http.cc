@@ -82,6 +82,27 @@ absl::Status ParseHttpSourceOptions(const ConfigReader& r,
   return absl::OkStatus();
 }
 
+absl::Status ConfineHttpSource(const SourceAccess& access,
+                               absl::string_view where,
+                               const std::vector<std::string>& urls,
+                               HttpClientOptions& http) {
+  http.address_policy = access.addresses;
+  if (!http.ca_file.empty()) {
+    IDSYNC_ASSIGN_OR_RETURN(
+        http.ca_pem, ReadWholeFile(*access.files, http.ca_file,
+                                   absl::StrCat(where, " ca_file"), 4 << 20));
+    http.ca_file.clear();
+  }
+  if (access.addresses->any()) return absl::OkStatus();
+  for (const std::string& url : urls) {
+    // Messages name the host, never what it resolves to.
+    IDSYNC_RETURN_IF_ERROR(CheckTargetUrl(url, *access.addresses,
+                                          absl::StrCat(where, " URL"),
+                                          /*name_address=*/false));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status HttpResponseError(absl::string_view what, absl::string_view url,
                                const HttpResponse& r) {
   const std::string code = ErrorCode(r.body);

@@ -4,11 +4,13 @@
 #define IDSYNC_CONNECTOR_HTTP_SOURCE_HTTP_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "connector/config.h"
 #include "connector/http/http_client.h"
+#include "connector/registry.h"
 
 namespace idsync {
 
@@ -19,6 +21,16 @@ absl::Status ParseHttpSourceOptions(const ConfigReader& r,
                                     absl::string_view where,
                                     HttpClientOptions& http,
                                     HttpHeaders& headers);
+
+// Puts an HTTP source under `access`: its client connects only where the
+// address policy allows (checked at connect time), its ca_file is read now
+// through the FileAccess, and each of `urls` (the configured ones; those a
+// source sends back are caught at connect time) is checked now, so a refused
+// host fails at create. Messages start with `where`.
+absl::Status ConfineHttpSource(const SourceAccess& access,
+                               absl::string_view where,
+                               const std::vector<std::string>& urls,
+                               HttpClientOptions& http);
 
 // The keys ParseHttpSourceOptions reads, for CheckKnownKeys lists.
 #define IDSYNC_HTTP_SOURCE_KEYS                                       \

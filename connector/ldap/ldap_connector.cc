@@ -394,10 +394,11 @@ class Walk {
 class LdapConnector final : public Connector {
  public:
   LdapConnector(LdapOptions options, google::protobuf::Struct auth_config,
-                Clock& clock)
+                Clock& clock, SourceAccess access)
       : options_(std::move(options)),
         auth_config_(std::move(auth_config)),
-        clock_(clock) {}
+        clock_(clock),
+        access_(std::move(access)) {}
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
     return BuiltinInfo("ldap", {"full", "incremental", "identities", "accounts",
@@ -454,17 +455,10 @@ class LdapConnector final : public Connector {
           "ldap: bind_dn is set but there is no password: put it in "
           "auth_config {\"password\": ...} or name a bind_password_file");
     }
-    std::ifstream in(options_.bind_password_file, std::ios::binary);
-    std::string text(4097, '\0');
-    if (in) in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    const std::streamsize n = in ? text.size() : in.gcount();
-    if (!in.is_open() || in.bad() || n > 4096) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ldap config: cannot read bind_password_file '",
-                       options_.bind_password_file,
-                       "' (missing, unreadable or over 4 KiB)"));
-    }
-    text.resize(static_cast<size_t>(n));
+    IDSYNC_ASSIGN_OR_RETURN(
+        std::string text,
+        ReadWholeFile(*access_.files, options_.bind_password_file,
+                      "ldap bind_password_file", 4096));
     // One trailing line end, as `echo` and editors leave it.
     if (absl::EndsWith(text, "\n")) text.pop_back();
     if (absl::EndsWith(text, "\r")) text.pop_back();
@@ -482,6 +476,8 @@ class LdapConnector final : public Connector {
     o.url = options_.url;
     o.start_tls = options_.start_tls;
     o.ca_file = options_.ca_file;
+    o.files = access_.files;
+    o.addresses = access_.addresses;
     o.bind_dn = options_.bind_dn;
     IDSYNC_ASSIGN_OR_RETURN(o.password, Password(auth_config));
     o.timeout_seconds = options_.timeout_seconds;
@@ -491,6 +487,7 @@ class LdapConnector final : public Connector {
   const LdapOptions options_;
   const google::protobuf::Struct auth_config_;
   Clock& clock_;
+  const SourceAccess access_;
 };
 
 }  // namespace
@@ -498,8 +495,19 @@ class LdapConnector final : public Connector {
 absl::StatusOr<std::unique_ptr<Connector>> CreateLdapConnector(
     const ConnectorSpec& spec) {
   IDSYNC_ASSIGN_OR_RETURN(LdapOptions options, ParseLdapOptions(spec.config));
+  const FileAccess& files = *spec.access.files;
+  if (!options.bind_password_file.empty() && !files.secret_files()) {
+    return absl::InvalidArgumentError(
+        "ldap config: 'bind_password_file' is not accepted here: give the "
+        "password in auth_config {\"password\": ...}, which is sealed at "
+        "rest");
+  }
+  if (!options.ca_file.empty()) {
+    IDSYNC_RETURN_IF_ERROR(
+        files.CheckPath(options.ca_file, "ldap config: 'ca_file'"));
+  }
   return std::make_unique<LdapConnector>(std::move(options), spec.auth_config,
-                                         *spec.clock);
+                                         *spec.clock, spec.access);
 }
 
 }  // namespace idsync

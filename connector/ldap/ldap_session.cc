@@ -59,6 +59,13 @@ std::string LdapSession::Redact(absl::string_view text) const {
 
 absl::Status LdapSession::Error(int rc, absl::string_view what,
                                 absl::string_view server_text) const {
+  if (!refused_address_.empty() &&
+      (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        what, " on ", options_.url,
+        ": refused to connect to a loopback/private address (private "
+        "targets are not allowed)"));
+  }
   if (rc == LDAP_SERVER_DOWN && entries_read_ > 0) {
     return absl::UnavailableError(
         absl::StrCat(what, ": lost the connection to ", options_.url, " after ",
@@ -115,8 +122,30 @@ absl::Status LdapSession::Error(int rc, absl::string_view what,
   }
 }
 
+int LdapSession::OnConnect(LDAP* ld, Sockbuf* sb, LDAPURLDesc* srv,
+                           sockaddr* addr, ldap_conncb* ctx) {
+  auto* session = static_cast<LdapSession*>(ctx->lc_arg);
+  if (session->options_.addresses->Allows(addr)) return 0;
+  session->refused_address_ = AddressToString(addr);
+  return -1;  // libldap closes the socket; nothing was sent on it.
+}
+
 absl::StatusOr<std::unique_ptr<LdapSession>> LdapSession::Open(
     const LdapSessionOptions& options) {
+  if (!options.addresses->any()) {
+    LDAPURLDesc* desc = nullptr;
+    if (ldap_url_parse(options.url.c_str(), &desc) != LDAP_URL_SUCCESS) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ldap: cannot use url '", Excerpt(options.url), "'"));
+    }
+    const std::string host = desc->lud_host == nullptr ? "" : desc->lud_host;
+    ldap_free_urldesc(desc);
+    absl::Status allowed = options.addresses->CheckHost(
+        host.find(':') != std::string::npos ? absl::StrCat("[", host, "]")
+                                            : host,
+        "ldap config: 'url' host", /*name_address=*/false);
+    if (!allowed.ok()) return absl::PermissionDeniedError(allowed.message());
+  }
   LDAP* ld = nullptr;
   if (ldap_initialize(&ld, options.url.c_str()) != LDAP_SUCCESS ||
       ld == nullptr) {
@@ -132,15 +161,22 @@ absl::StatusOr<std::unique_ptr<LdapSession>> LdapSession::Open(
   timeval timeout{options.timeout_seconds, 0};
   ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &timeout);
   ldap_set_option(ld, LDAP_OPT_TIMEOUT, &timeout);
+  if (!options.addresses->any()) {
+    session->connect_callback_.lc_add = &LdapSession::OnConnect;
+    session->connect_callback_.lc_del = &LdapSession::OnDisconnect;
+    session->connect_callback_.lc_arg = session.get();
+    ldap_set_option(ld, LDAP_OPT_CONNECT_CB, &session->connect_callback_);
+  }
   if (!options.ca_file.empty()) {
-    if (access(options.ca_file.c_str(), R_OK) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "ldap config: cannot read ca_file '", options.ca_file, "'"));
-    }
+    // Opened through the connector's FileAccess; libldap reads it by path
+    // while NEWCTX runs, so it gets the open file's /proc path.
+    IDSYNC_ASSIGN_OR_RETURN(
+        UniqueFd ca, options.files->OpenRead(options.ca_file, "ldap ca_file"));
+    const std::string ca_path = ca.ProcPath();
     const int demand = LDAP_OPT_X_TLS_DEMAND;
     const int is_server = 0;
-    if (ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE,
-                        options.ca_file.c_str()) != LDAP_OPT_SUCCESS ||
+    if (ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, ca_path.c_str()) !=
+            LDAP_OPT_SUCCESS ||
         ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) !=
             LDAP_OPT_SUCCESS ||
         ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &is_server) !=

@@ -16,6 +16,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "connector/file_access.h"
+#include "connector/http/address_policy.h"
 #include "connector/ldap/ldap_mapping.h"
 
 namespace idsync {
@@ -23,7 +25,11 @@ namespace idsync {
 struct LdapSessionOptions {
   std::string url;
   bool start_tls = false;
-  std::string ca_file;
+  std::string ca_file;  // Opened through `files`.
+  std::shared_ptr<const FileAccess> files = HostFiles();
+  // Checked on the URL's host before connecting and on the address libldap
+  // connects to (its connect callback).
+  std::shared_ptr<const AddressPolicy> addresses = AddressPolicy::Any();
   std::string bind_dn;   // Empty: anonymous.
   std::string password;  // Never appears in an error.
   int timeout_seconds = 60;
@@ -43,7 +49,8 @@ class LdapSession {
  public:
   // Connects, starts TLS if asked, and binds. Errors: kUnauthenticated for
   // rejected credentials, kUnavailable when the server cannot be reached,
-  // kDeadlineExceeded on timeouts, kInvalidArgument for TLS setup problems.
+  // kDeadlineExceeded on timeouts, kInvalidArgument for TLS setup problems,
+  // kPermissionDenied when the address policy refuses the server's address.
   static absl::StatusOr<std::unique_ptr<LdapSession>> Open(
       const LdapSessionOptions& options);
   ~LdapSession();
@@ -93,9 +100,16 @@ class LdapSession {
   // The password, if any, replaced in server-supplied text.
   std::string Redact(absl::string_view text) const;
 
+  // libldap's connect callback: refuses addresses the policy does not allow.
+  static int OnConnect(LDAP* ld, Sockbuf* sb, LDAPURLDesc* srv, sockaddr* addr,
+                       ldap_conncb* ctx);
+  static void OnDisconnect(LDAP* ld, Sockbuf* sb, ldap_conncb* ctx) {}
+
   LDAP* ld_;
   const LdapSessionOptions options_;
   int64_t entries_read_ = 0;
+  ldap_conncb connect_callback_{};
+  std::string refused_address_;  // Set by OnConnect.
 };
 
 }  // namespace idsync

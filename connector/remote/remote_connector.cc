@@ -4,6 +4,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <netdb.h>
 
 #include <thread>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "connector/config.h"
 #include "connector/grpc_util.h"
+#include "connector/http/address_policy.h"
 #include "connector/status_macros.h"
 #include "idsync/v1/connector.grpc.pb.h"
 
@@ -73,19 +75,31 @@ class IdleWatchdog {
 
 class RemoteConnector : public Connector {
  public:
+  // `target` is what the channel dials: the configured address, or the
+  // addresses it resolved to when they had to be checked.
   RemoteConnector(RemoteOptions options,
                   std::shared_ptr<grpc::ChannelCredentials> credentials,
-                  google::protobuf::Struct auth_config)
+                  google::protobuf::Struct auth_config,
+                  const std::string& target)
       : options_(std::move(options)), auth_config_(std::move(auth_config)) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(options_.max_message_bytes);
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     args.SetString(GRPC_ARG_PRIMARY_USER_AGENT_STRING, "idsync-remote");
+    if (target != options_.address) {
+      // Dialled by address: the server is still named as configured (HTTP/2
+      // :authority, TLS name check).
+      args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, options_.address);
+      if (options_.server_name.empty()) {
+        absl::StatusOr<HostPort> hp = ParseHostPort(options_.address, kWhere);
+        if (hp.ok()) args.SetSslTargetNameOverride(hp->host);
+      }
+    }
     if (!options_.server_name.empty()) {
       args.SetSslTargetNameOverride(options_.server_name);
     }
     stub_ = idsync::v1::Connector::NewStub(
-        grpc::CreateCustomChannel(options_.address, credentials, args));
+        grpc::CreateCustomChannel(target, credentials, args));
   }
 
   absl::StatusOr<idsync::v1::ConnectorInfo> Describe() override {
@@ -240,8 +254,56 @@ absl::Status CheckPlaintextTarget(const RemoteOptions& o) {
       "': add a \"tls\" object, or insecure_allow_remote for development"));
 }
 
+// The channel target for `o.address` under `policy`: the address itself when
+// anything goes; else its host is checked and resolved here, and the channel
+// dials only the allowed addresses found ("ipv4:10.0.0.1:443,..."), so a DNS
+// answer that changes later cannot lead it elsewhere.
+absl::StatusOr<std::string> PinnedTarget(const RemoteOptions& o,
+                                         const AddressPolicy& policy) {
+  if (policy.any()) return o.address;
+  if (absl::StartsWith(o.address, "unix:")) {
+    return absl::InvalidArgumentError(
+        "remote config: address: unix sockets are not accepted here (they "
+        "are files on the dispatcher host); give HOST:PORT");
+  }
+  IDSYNC_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(o.address, kWhere));
+  const std::string host = hp.host.find(':') != std::string::npos
+                               ? absl::StrCat("[", hp.host, "]")
+                               : hp.host;
+  absl::Status allowed =
+      policy.CheckHost(host, "remote config: address host", false);
+  if (!allowed.ok()) return absl::PermissionDeniedError(allowed.message());
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(hp.host.c_str(), nullptr, &hints, &found) != 0) {
+    return absl::UnavailableError(absl::StrCat("remote config: address host '",
+                                               hp.host.substr(0, 200),
+                                               "' does not resolve"));
+  }
+  std::string v4, v6;
+  for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    if (!policy.Allows(ai->ai_addr)) {
+      freeaddrinfo(found);
+      return absl::PermissionDeniedError(
+          "remote config: address host is a loopback/private address");
+    }
+    const std::string a = AddressToString(ai->ai_addr);
+    if (ai->ai_family == AF_INET) {
+      absl::StrAppend(&v4, v4.empty() ? "" : ",", a, ":", hp.port);
+    } else if (ai->ai_family == AF_INET6) {
+      absl::StrAppend(&v6, v6.empty() ? "" : ",", "[", a, "]:", hp.port);
+    }
+  }
+  freeaddrinfo(found);
+  // gRPC takes one family per target; IPv4 when there is any.
+  if (!v4.empty()) return absl::StrCat("ipv4:", v4);
+  return absl::StrCat("ipv6:", v6);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
-    const RemoteOptions& o) {
+    const RemoteOptions& o, const FileAccess& files) {
   if (!o.tls) {
     IDSYNC_RETURN_IF_ERROR(CheckPlaintextTarget(o));
     return grpc::InsecureChannelCredentials();
@@ -250,15 +312,21 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
   if (!o.ca_file.empty()) {
     IDSYNC_ASSIGN_OR_RETURN(
         ssl.pem_root_certs,
-        ReadPemFile(o.ca_file, "remote config: tls.ca_file"));
+        ReadPemFile(files, o.ca_file, "remote config: tls.ca_file"));
   }
   if (!o.cert_file.empty()) {
+    if (!files.secret_files()) {
+      return absl::InvalidArgumentError(
+          "remote config: tls.cert_file and tls.key_file (a client key) are "
+          "not accepted here; run the connector from an agent's own config "
+          "for mTLS");
+    }
     IDSYNC_ASSIGN_OR_RETURN(
         ssl.pem_cert_chain,
-        ReadPemFile(o.cert_file, "remote config: tls.cert_file"));
+        ReadPemFile(files, o.cert_file, "remote config: tls.cert_file"));
     IDSYNC_ASSIGN_OR_RETURN(
         ssl.pem_private_key,
-        ReadPemFile(o.key_file, "remote config: tls.key_file"));
+        ReadPemFile(files, o.key_file, "remote config: tls.key_file"));
   }
   return grpc::SslCredentials(ssl);
 }
@@ -313,9 +381,11 @@ absl::StatusOr<std::unique_ptr<Connector>> CreateRemoteConnector(
   IDSYNC_ASSIGN_OR_RETURN(RemoteOptions options,
                           ParseRemoteOptions(spec.config));
   IDSYNC_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
-                          Credentials(options));
+                          Credentials(options, *spec.access.files));
+  IDSYNC_ASSIGN_OR_RETURN(std::string target,
+                          PinnedTarget(options, *spec.access.addresses));
   return std::make_unique<RemoteConnector>(
-      std::move(options), std::move(credentials), spec.auth_config);
+      std::move(options), std::move(credentials), spec.auth_config, target);
 }
 
 }  // namespace idsync

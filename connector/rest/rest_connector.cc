@@ -490,6 +490,10 @@ class RestConnector : public Connector {
 absl::StatusOr<std::unique_ptr<Connector>> CreateRestConnector(
     const ConnectorSpec& spec) {
   IDSYNC_ASSIGN_OR_RETURN(RestOptions options, ParseRestOptions(spec.config));
+  std::vector<std::string> urls;
+  for (const RestStream& stream : options.streams) urls.push_back(stream.url);
+  IDSYNC_RETURN_IF_ERROR(
+      ConfineHttpSource(spec.access, "rest config:", urls, options.http));
   return std::make_unique<RestConnector>(std::move(options), spec.auth_config,
                                          spec.clock);
 }

@@ -1,6 +1,6 @@
 // SSRF protection: IsPublicAddress, CheckTargetUrl against a corpus of
 // known bypass spellings, and the connect-time check of an HttpClient with
-// allow_private_addresses = false against a real server on 127.0.0.1.
+// a public-only address_policy against a real server on 127.0.0.1.
 //
 // Nothing here needs outside network access: the accepted URLs are public
 // address literals (no DNS), and names used are "localhost" (from
@@ -401,7 +401,8 @@ class ConnectCheckTest : public ::testing::Test {
 
   HttpClient& Client(bool allow_private) {
     HttpClientOptions o;
-    o.allow_private_addresses = allow_private;
+    o.address_policy =
+        allow_private ? AddressPolicy::Any() : AddressPolicy::PublicOnly();
     o.max_attempts = 3;
     o.initial_backoff = absl::Milliseconds(1);
     o.timeout = absl::Seconds(10);
@@ -421,9 +422,9 @@ class ConnectCheckTest : public ::testing::Test {
 };
 
 TEST_F(ConnectCheckTest, DefaultClientConnectsToLoopback) {
-  EXPECT_TRUE(Client(/*allow_private=*/true).options().allow_private_addresses);
+  EXPECT_TRUE(Client(/*allow_private=*/true).options().address_policy->any());
   HttpClientOptions defaults;
-  EXPECT_TRUE(defaults.allow_private_addresses);
+  EXPECT_EQ(defaults.address_policy, nullptr);
   absl::StatusOr<HttpResponse> r = client_->Send(Get(server_.Url("/hook")));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->status, 200);
@@ -517,7 +518,7 @@ TEST(ProxyTest, ClientRefusingPrivateAddressesDoesNotUseTheEnvProxy) {
   EXPECT_EQ(seen, 1u);
   {
     HttpClientOptions o;
-    o.allow_private_addresses = false;
+    o.address_policy = AddressPolicy::PublicOnly();
     std::unique_ptr<HttpClient> client = *HttpClient::Create(o);
     absl::StatusOr<HttpResponse> r = client->SendOnce(req);
     // Direct: the name does not resolve.
