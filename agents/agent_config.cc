@@ -73,7 +73,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(absl::string_view json,
   ConfigReader r(root, w);
   IDSYNC_RETURN_IF_ERROR(
       r.CheckKnownKeys({"dispatcher", "token_file", "state_dir", "capacity",
-                        "local_connectors_only", "tls", "connectors"}));
+                        "local_connectors_only", "accept_dispatcher_configs",
+                        "import_dir", "tls", "connectors"}));
   AgentConfig config;
   IDSYNC_ASSIGN_OR_RETURN(config.dispatcher, r.String("dispatcher", ""));
   IDSYNC_ASSIGN_OR_RETURN(config.token_file, r.String("token_file", ""));
@@ -82,8 +83,13 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(absl::string_view json,
       int64_t capacity,
       r.Int("capacity", kDefaultAgentCapacity, 1, kMaxAgentCapacity));
   config.capacity = static_cast<int>(capacity);
-  IDSYNC_ASSIGN_OR_RETURN(config.local_connectors_only,
-                          r.Bool("local_connectors_only", false));
+  IDSYNC_ASSIGN_OR_RETURN(config.accept_dispatcher_configs,
+                          r.Bool("accept_dispatcher_configs", false));
+  // The earlier opt-out, kept: "local_connectors_only": false opts in.
+  IDSYNC_ASSIGN_OR_RETURN(bool local_only,
+                          r.Bool("local_connectors_only", true));
+  if (!local_only) config.accept_dispatcher_configs = true;
+  IDSYNC_ASSIGN_OR_RETURN(config.import_dir, r.String("import_dir", ""));
   IDSYNC_ASSIGN_OR_RETURN(const google::protobuf::Struct* tls, r.Object("tls"));
   if (tls != nullptr) {
     IDSYNC_ASSIGN_OR_RETURN(config.tls, ParseTls(*tls, w + ": tls"));
@@ -152,7 +158,7 @@ absl::Status CheckLocalConnectorTypes(const LocalConnectors& connectors,
 
 absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
                                        const idsync::v1::AssignRun& assign,
-                                       bool local_only) {
+                                       const DispatcherConfigs& dispatcher) {
   PreparedRun run;
   run.type = assign.connector_type();
   run.request = assign.request();
@@ -164,13 +170,18 @@ absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
   }
   run.request.set_connector_business_id(id);
   run.spec.business_id = id;
-  run.spec.config = assign.config();
   auto it = local.find(id);
-  if (it == local.end() && local_only) {
+  if (it == local.end() && !dispatcher.accept) {
     return absl::PermissionDeniedError(absl::StrCat(
         "connector '", id.substr(0, 64),
         "' is not configured on this agent, which runs only its own "
-        "connectors (local_connectors_only)"));
+        "connectors (set accept_dispatcher_configs to run the dispatcher's)"));
+  }
+  // Keys the dispatcher decides, if any survive the local ones.
+  bool dispatcher_keys = false;
+  if (dispatcher.accept) {
+    run.spec.config = assign.config();
+    dispatcher_keys = !run.spec.config.fields().empty();
   }
   if (it != local.end()) {
     const LocalConnector& l = it->second;
@@ -184,7 +195,19 @@ absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
     for (const auto& [key, value] : l.config.fields()) {
       (*run.spec.config.mutable_fields())[key] = value;
     }
+    dispatcher_keys = false;
+    for (const auto& [key, value] : run.spec.config.fields()) {
+      dispatcher_keys = dispatcher_keys || !l.config.fields().contains(key);
+    }
     if (l.has_auth_config) *run.request.mutable_auth_config() = l.auth_config;
+  }
+  if (dispatcher_keys) {
+    run.spec.access.files =
+        dispatcher.import_dir.empty()
+            ? NoFiles(
+                  "the agent has no import_dir for connectors the "
+                  "dispatcher configures")
+            : ConfinedFiles(dispatcher.import_dir);
   }
   run.spec.auth_config = run.request.auth_config();
   return run;

@@ -10,7 +10,9 @@
 //                                 ~/.config/idsync/agent.token
 //   "state_dir": "...",           default: the token file's directory
 //   "capacity": 2,                runs at once, 1..64
-//   "local_connectors_only": false,  refuse runs of connectors not below
+//   "accept_dispatcher_configs": false,  also run connectors the dispatcher
+//                                 defines (default: only those below)
+//   "import_dir": "...",          the only files those may read
 //   "tls": {"ca_file": "...", "client_cert": "...", "client_key": "...",
 //           "insecure": false, "insecure_allow_remote": false},
 //   "connectors": {"<business_id>": {"type": "csv", "config": {...},
@@ -61,10 +63,12 @@ struct AgentConfig {
   std::string token_file;
   std::string state_dir;
   int capacity = kDefaultAgentCapacity;
-  // Run only connectors configured here: otherwise the dispatcher's config
-  // decides what the agent reads (any file a csv path names, any host an
-  // ldap or rest URL names) from inside the firewall.
-  bool local_connectors_only = false;
+  // Also run connectors defined only at the dispatcher. Off by default: the
+  // dispatcher's config (which a tenant admin writes) would decide what the
+  // agent reads from inside the firewall. When on, those connectors read
+  // files only under import_dir (none without it) and no secret files.
+  bool accept_dispatcher_configs = false;
+  std::string import_dir;
   TlsOptions tls;
   LocalConnectors connectors;
 };
@@ -90,14 +94,24 @@ struct PreparedRun {
   idsync::v1::SyncRequest request;
 };
 
-// Applies the local config to an assignment: if `local` has the assigned
+// Whether the agent runs connectors the dispatcher defines, and the files
+// they may read.
+struct DispatcherConfigs {
+  bool accept = false;
+  std::string import_dir;  // "": no files.
+};
+
+// Applies the local config to an assignment. If `local` has the assigned
 // business id, its type must equal the assigned type (kFailedPrecondition
-// otherwise), its `config` keys override the dispatcher's and its
-// `auth_config`, when given, replaces the request's. With
-// `local_only`, a connector not in `local` is kPermissionDenied.
-absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
-                                       const idsync::v1::AssignRun& assign,
-                                       bool local_only = false);
+// otherwise) and its `auth_config`, when given, replaces the request's; its
+// config is the connector's, and the dispatcher's keys are merged under it
+// only when `dispatcher.accept`. A connector not in `local` is
+// kPermissionDenied unless `dispatcher.accept`. Whatever the dispatcher's
+// keys decide runs confined to `dispatcher.import_dir` (no secret files); a
+// connector configured wholly here reads what the agent's user can.
+absl::StatusOr<PreparedRun> PrepareRun(
+    const LocalConnectors& local, const idsync::v1::AssignRun& assign,
+    const DispatcherConfigs& dispatcher = {});
 
 }  // namespace idsync
 

@@ -31,6 +31,8 @@ struct CommonFlags {
   bool insecure_allow_remote = false;
   int capacity = 0;
   bool local_connectors_only = false;
+  bool accept_dispatcher_configs = false;
+  std::string import_dir;
 };
 
 void AddPathFlags(CLI::App* cmd, CommonFlags& f) {
@@ -85,7 +87,9 @@ absl::StatusOr<idsync::AgentConfig> ResolveConfig(const CommonFlags& f) {
   if (f.insecure) config.tls.insecure = true;
   if (f.insecure_allow_remote) config.tls.insecure_allow_remote = true;
   if (f.capacity > 0) config.capacity = f.capacity;
-  if (f.local_connectors_only) config.local_connectors_only = true;
+  if (f.local_connectors_only) config.accept_dispatcher_configs = false;
+  if (f.accept_dispatcher_configs) config.accept_dispatcher_configs = true;
+  set(config.import_dir, f.import_dir);
   absl::Status s = idsync::FillDefaultPaths(config);
   if (!s.ok()) return s;
   return config;
@@ -175,7 +179,8 @@ int RunAgent(const CommonFlags& flags, int shutdown_grace_seconds) {
   options.token = *std::move(token);
   options.capacity = config->capacity;
   options.connectors = config->connectors;
-  options.local_connectors_only = config->local_connectors_only;
+  options.dispatcher_configs.accept = config->accept_dispatcher_configs;
+  options.dispatcher_configs.import_dir = config->import_dir;
   options.state_dir = config->state_dir;
   auto client = idsync::SpineClient::Create(std::move(options));
   if (!client.ok()) return Fail("run", client.status(), 2);
@@ -255,8 +260,14 @@ int main(int argc, char** argv) {
                   "Syncs run at once (default 2, or the config's)")
       ->check(CLI::Range(1, idsync::kMaxAgentCapacity));
   run->add_flag("--local-connectors-only", flags.local_connectors_only,
-                "Run only the connectors configured in --config; refuse "
-                "runs whose settings come from the dispatcher alone");
+                "Run only the connectors configured in --config (the "
+                "default); overrides the config's accept_dispatcher_configs");
+  run->add_flag("--accept-dispatcher-configs", flags.accept_dispatcher_configs,
+                "Also run connectors defined only at the dispatcher (their "
+                "files confined to --import-dir)");
+  run->add_option("--import-dir", flags.import_dir,
+                  "The only directory whose files connectors defined at the "
+                  "dispatcher may read");
   run->add_option("--shutdown-grace", shutdown_grace,
                   "Seconds SIGTERM waits for running syncs to stop")
       ->check(CLI::Range(0, 3600))

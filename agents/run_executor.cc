@@ -312,7 +312,7 @@ void RunExecutor::Execute(std::shared_ptr<Run> run) {
   absl::Status status;
   std::string next_sync_token;
   auto prepared = PrepareRun(options_.local_connectors, assign,
-                             options_.local_connectors_only);
+                             options_.dispatcher_configs);
   if (!prepared.ok()) {
     status = prepared.status();
   } else {

@@ -40,8 +40,8 @@ class SpineOutlet {
 struct RunExecutorOptions {
   int capacity = kDefaultAgentCapacity;
   LocalConnectors local_connectors;
-  bool local_connectors_only = false;  // See AgentConfig.
-  int default_window = 8;              // When AssignRun.window is 0.
+  DispatcherConfigs dispatcher_configs;  // See AgentConfig.
+  int default_window = 8;                // When AssignRun.window is 0.
   int max_window = 1024;
   // A chunk message larger than this fails its run (kFailedPrecondition,
   // "lower chunk_size") instead of breaking the stream: gRPC's default

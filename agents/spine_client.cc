@@ -133,7 +133,7 @@ SpineClient::SpineClient(SpineClientOptions options,
   RunExecutorOptions run_options;
   run_options.capacity = options_.capacity;
   run_options.local_connectors = options_.connectors;
-  run_options.local_connectors_only = options_.local_connectors_only;
+  run_options.dispatcher_configs = options_.dispatcher_configs;
   run_options.default_window = options_.default_window;
   run_options.max_message_bytes = options_.max_message_bytes;
   run_options.clock = &clock_;

@@ -54,7 +54,7 @@ struct SpineClientOptions {
   std::string token;  // The agent token; secret, never logged.
   int capacity = kDefaultAgentCapacity;
   LocalConnectors connectors;
-  bool local_connectors_only = false;  // See AgentConfig.
+  DispatcherConfigs dispatcher_configs;  // See AgentConfig.
   // Where agent-status.json goes; empty: no status file.
   std::string state_dir;
 

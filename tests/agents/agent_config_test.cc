@@ -32,7 +32,7 @@ TEST(AgentConfigTest, ParsesEveryKey) {
   EXPECT_EQ(config->token_file, "/etc/idsync/agent.token");
   EXPECT_EQ(config->state_dir, "/var/lib/idsync-agent");
   EXPECT_EQ(config->capacity, 4);
-  EXPECT_TRUE(config->local_connectors_only);
+  EXPECT_FALSE(config->accept_dispatcher_configs);
   EXPECT_EQ(config->tls.ca_file, "ca.pem");
   EXPECT_EQ(config->tls.client_cert, "c.pem");
   EXPECT_EQ(config->tls.client_key, "k.pem");
@@ -142,9 +142,15 @@ idsync::v1::AssignRun Assignment() {
   return a;
 }
 
-TEST(PrepareRunTest, WithoutLocalConfigTakesTheDispatchers) {
-  auto run = PrepareRun({}, Assignment());
+const DispatcherConfigs kAccept{/*accept=*/true, /*import_dir=*/""};
+
+TEST(PrepareRunTest, WithoutLocalConfigTakesTheDispatchersWhenAccepted) {
+  auto run = PrepareRun({}, Assignment(), kAccept);
   ASSERT_TRUE(run.ok());
+  // The dispatcher's config reads no file on this host (no import_dir).
+  EXPECT_FALSE(run->spec.access.files->secret_files());
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      run->spec.access.files->CheckPath("/etc/passwd", "CSV file")));
   EXPECT_EQ(run->type, "ldap");
   EXPECT_EQ(run->spec.business_id, "corp-ad");
   EXPECT_EQ(run->request.connector_business_id(), "corp-ad");
@@ -162,7 +168,7 @@ TEST(PrepareRunTest, LocalKeysOverrideAndLocalAuthReplaces) {
   (*ad.config.mutable_fields())["url"].set_string_value("ldaps://dc1.corp");
   ad.has_auth_config = true;
   (*ad.auth_config.mutable_fields())["bind_password"].set_string_value("pw");
-  auto run = PrepareRun(local, Assignment());
+  auto run = PrepareRun(local, Assignment(), kAccept);
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->spec.config.fields().at("url").string_value(),
             "ldaps://dc1.corp");
@@ -171,6 +177,23 @@ TEST(PrepareRunTest, LocalKeysOverrideAndLocalAuthReplaces) {
   EXPECT_EQ(run->request.auth_config().fields().size(), 1u);
   EXPECT_EQ(run->request.auth_config().fields().count("bind_password"), 1u);
   EXPECT_EQ(run->spec.auth_config.fields().count("bind_password"), 1u);
+}
+
+// By default a local connector is the local config alone: the dispatcher
+// (a tenant admin) adds no key, so it cannot name a file on this host.
+TEST(PrepareRunTest, DispatcherKeysAreIgnoredUnlessAccepted) {
+  LocalConnectors local;
+  LocalConnector& ad = local["corp-ad"];
+  ad.type = "ldap";
+  (*ad.config.mutable_fields())["url"].set_string_value("ldaps://dc1.corp");
+  auto run = PrepareRun(local, Assignment());
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->spec.config.fields().size(), 1u);
+  EXPECT_TRUE(run->spec.access.files->secret_files());  // The agent's own.
+  // Accepted, the dispatcher's keys confine the connector's files.
+  auto merged = PrepareRun(local, Assignment(), kAccept);
+  ASSERT_TRUE(merged.ok()) << merged.status();
+  EXPECT_FALSE(merged->spec.access.files->secret_files());
 }
 
 TEST(PrepareRunTest, LocalWithoutAuthKeepsTheDispatchers) {
@@ -193,17 +216,18 @@ TEST(PrepareRunTest, TypeMismatchIsFailedPrecondition) {
 TEST(PrepareRunTest, LocalOnlyRefusesConnectorsNotConfiguredHere) {
   LocalConnectors local;
   local["hr"].type = "csv";
-  auto run = PrepareRun(local, Assignment(), /*local_only=*/true);
+  auto run = PrepareRun(local, Assignment());
   EXPECT_EQ(run.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(run.status().message(), HasSubstr("corp-ad"));
+  EXPECT_TRUE(PrepareRun(local, Assignment(), kAccept).ok());
   local["corp-ad"].type = "ldap";
-  EXPECT_TRUE(PrepareRun(local, Assignment(), true).ok());
+  EXPECT_TRUE(PrepareRun(local, Assignment()).ok());
 }
 
 TEST(PrepareRunTest, OtherConnectorsLocalConfigDoesNotApply) {
   LocalConnectors local;
   local["hr"].type = "csv";
-  auto run = PrepareRun(local, Assignment());
+  auto run = PrepareRun(local, Assignment(), kAccept);
   ASSERT_TRUE(run.ok());
   EXPECT_EQ(run->type, "ldap");
 }

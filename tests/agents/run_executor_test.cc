@@ -76,7 +76,13 @@ class RunExecutorTest : public ::testing::Test {
  protected:
   RunExecutorTest() { testing::RegisterTestConnectors(registry_); }
 
-  std::unique_ptr<RunExecutor> Make(RunExecutorOptions options = {}) {
+  // Runs the probe connectors the tests assign from the "dispatcher".
+  static RunExecutorOptions Accepting() {
+    RunExecutorOptions options;
+    options.dispatcher_configs.accept = true;
+    return options;
+  }
+  std::unique_ptr<RunExecutor> Make(RunExecutorOptions options = Accepting()) {
     return std::make_unique<RunExecutor>(registry_, std::move(options));
   }
 
@@ -166,7 +172,7 @@ TEST_F(RunExecutorTest, AcksOfAnotherAssignmentDoNotOpenTheWindow) {
 }
 
 TEST_F(RunExecutorTest, ZeroWindowMeansTheDefault) {
-  RunExecutorOptions options;
+  RunExecutorOptions options = Accepting();
   options.default_window = 3;
   auto executor = Make(options);
   executor->Assign(Assign(1, 1, 0, 10), outlet_);
@@ -234,7 +240,7 @@ TEST_F(RunExecutorTest, OlderOrRepeatedAssignmentIsIgnored) {
 }
 
 TEST_F(RunExecutorTest, PastCapacityAnswersResourceExhausted) {
-  RunExecutorOptions options;
+  RunExecutorOptions options = Accepting();
   options.capacity = 2;
   auto executor = Make(options);
   executor->Assign(Assign(1, 1, 1, 10), outlet_);
@@ -278,7 +284,7 @@ TEST_F(RunExecutorTest, LostStreamStopsItsRunsWithoutRunDone) {
 }
 
 TEST_F(RunExecutorTest, LocalConfigOverridesKeysAndReplacesAuthConfig) {
-  RunExecutorOptions options;
+  RunExecutorOptions options = Accepting();
   LocalConnector local;
   local.type = "probe";
   (*local.config.mutable_fields())["path"].set_string_value("local.csv");
@@ -306,7 +312,7 @@ TEST_F(RunExecutorTest, LocalConfigOverridesKeysAndReplacesAuthConfig) {
 }
 
 TEST_F(RunExecutorTest, LocalTypeMismatchFailsTheRunClearly) {
-  RunExecutorOptions options;
+  RunExecutorOptions options = Accepting();
   options.local_connectors["hr"].type = "ldap";
   auto executor = Make(options);
   executor->Assign(Assign(1, 1, 4, 1, "probe"), outlet_);
@@ -318,13 +324,13 @@ TEST_F(RunExecutorTest, LocalTypeMismatchFailsTheRunClearly) {
 }
 
 TEST_F(RunExecutorTest, LocalOnlyAgentRefusesOtherConnectors) {
-  RunExecutorOptions options;
-  options.local_connectors_only = true;
+  RunExecutorOptions options = Accepting();
+  options.dispatcher_configs.accept = false;  // The default.
   auto executor = Make(options);
   executor->Assign(Assign(1, 1, 4, 1), outlet_);
   idsync::v1::RunDone done = ExpectDone();
   EXPECT_EQ(done.code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
-  EXPECT_THAT(done.error(), HasSubstr("local_connectors_only"));
+  EXPECT_THAT(done.error(), HasSubstr("accept_dispatcher_configs"));
 }
 
 TEST_F(RunExecutorTest, UnknownTypeFailsTheRun) {
@@ -350,7 +356,7 @@ TEST_F(RunExecutorTest, ConnectorErrorEndsTheRunWithoutSyncToken) {
 }
 
 TEST_F(RunExecutorTest, OversizedChunkFailsTheRunInsteadOfTheStream) {
-  RunExecutorOptions options;
+  RunExecutorOptions options = Accepting();
   options.max_message_bytes = 1000;
   auto executor = Make(options);
   idsync::v1::AssignRun a = Assign(1, 1, 4, 2);
@@ -373,7 +379,10 @@ TEST_F(RunExecutorTest, CsvRunStreamsTheWholeFile) {
           << "\n";
     }
   }
-  auto executor = Make();
+  RunExecutorOptions options = Accepting();
+  // A dispatcher-defined connector reads only the agent's import_dir.
+  options.dispatcher_configs.import_dir = dir.path().string();
+  auto executor = Make(options);
   idsync::v1::AssignRun a;
   a.set_run_id(9);
   a.set_assignment(1);

@@ -83,6 +83,8 @@ class SpineClientTest : public ::testing::Test {
     o.state_dir = dir_.File("state");
     o.registry = &registry_;
     o.random_seed = 42;
+    o.dispatcher_configs.accept = true;  // The fake spine assigns probes.
+    o.dispatcher_configs.import_dir = dir_.path().string();
     o.backoff.initial = absl::Milliseconds(50);
     o.backoff.max = absl::Seconds(2);
     o.welcome_timeout = absl::Seconds(10);

@@ -58,15 +58,18 @@ const LocalConnectors& Local() {
 }
 
 void FuzzAssign(const idsync::v1::AssignRun& assign) {
-  for (bool local_only : {false, true}) {
-    absl::StatusOr<PreparedRun> run = PrepareRun(Local(), assign, local_only);
+  for (bool accept : {false, true}) {
+    absl::StatusOr<PreparedRun> run =
+        PrepareRun(Local(), assign, DispatcherConfigs{accept, ""});
     if (!run.ok()) continue;
     Check(run->type == assign.connector_type(), "PrepareRun changed the type");
     Check(run->request.connector_business_id() == run->spec.business_id,
           "PrepareRun: request and spec name different connectors");
     auto local = Local().find(run->spec.business_id);
-    Check(!local_only || local != Local().end(),
-          "local_connectors_only let a dispatcher connector through");
+    Check(accept || local != Local().end(),
+          "a dispatcher connector ran without accept_dispatcher_configs");
+    Check(local != Local().end() || !run->spec.access.files->secret_files(),
+          "a dispatcher connector may read the agent's files");
     if (local != Local().end()) {
       for (const auto& [key, value] : local->second.config.fields()) {
         auto it = run->spec.config.fields().find(key);
