@@ -1,5 +1,6 @@
 #include "dispatcher/store/migrations.h"
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -15,8 +16,70 @@ namespace {
 // rowid order (inserts append). Each has a narrow key table, WITHOUT ROWID:
 // the key is unique per (tenant, connector) and maps to the row id, content
 // hash and deletion flag, so change detection reads only this small B-tree.
-const std::vector<const char*>& Migrations() {
-  static const auto* migrations = new std::vector<const char*>{
+// A migration is SQL, or code for what SQL alone cannot say.
+struct Migration {
+  const char* sql = nullptr;
+  absl::Status (*run)(sqlite3* db) = nullptr;
+  Migration(const char* text) : sql(text) {}  // NOLINT: the common case.
+  Migration(absl::Status (*code)(sqlite3*)) : run(code) {}  // NOLINT
+};
+
+// Ids are never reused: a deleted webhook's id must not later name another
+// tenant's (an audit entry, a receiver's records). The control-plane tables
+// get AUTOINCREMENT, by SQLite's table rebuild (its stored CREATE statement
+// with the keyword added, rows copied, indexes recreated). The record tables
+// are too hot for it (a sqlite_sequence write per insert): their deletions
+// record a floor in id_floors instead, which the next insert starts above.
+absl::Status NeverReuseIds(sqlite3* db) {
+  for (const char* table : {"tenants", "connectors", "sync_runs", "tokens",
+                            "audit_events", "webhooks", "agents"}) {
+    IDSYNC_ASSIGN_OR_RETURN(
+        Statement schema,
+        Statement::Prepare(db,
+                           "SELECT type, sql FROM sqlite_master WHERE "
+                           "tbl_name=? AND sql IS NOT NULL ORDER BY type "
+                           "DESC"));  // The table first, then its indexes.
+    schema.Bind(1, table);
+    std::string create;
+    std::vector<std::string> indexes;
+    while (true) {
+      IDSYNC_ASSIGN_OR_RETURN(bool row, schema.Step());
+      if (!row) break;
+      if (schema.Text(0) == "table") {
+        create = schema.Text(1);
+      } else {
+        indexes.push_back(schema.Text(1));
+      }
+    }
+    const std::string head = absl::StrCat("CREATE TABLE ", table, " (");
+    const std::string key = "id INTEGER PRIMARY KEY,";
+    const size_t at = create.find(key);
+    if (create.rfind(head, 0) != 0 || at == std::string::npos) {
+      return absl::InternalError(
+          absl::StrCat("unexpected schema of table ", table));
+    }
+    create.replace(at, key.size(), "id INTEGER PRIMARY KEY AUTOINCREMENT,");
+    create.replace(0, head.size(),
+                   absl::StrCat("CREATE TABLE ", table, "_rebuilt ("));
+    IDSYNC_RETURN_IF_ERROR(Exec(db, create.c_str()));
+    IDSYNC_RETURN_IF_ERROR(
+        Exec(db, absl::StrCat("INSERT INTO ", table, "_rebuilt SELECT * FROM ",
+                              table, "; DROP TABLE ", table, "; ALTER TABLE ",
+                              table, "_rebuilt RENAME TO ", table, ";")
+                     .c_str()));
+    for (const std::string& index : indexes) {
+      IDSYNC_RETURN_IF_ERROR(Exec(db, index.c_str()));
+    }
+  }
+  return Exec(db,
+              "CREATE TABLE id_floors (\n"
+              "  tbl TEXT PRIMARY KEY,\n"
+              "  floor INTEGER NOT NULL  -- The largest id ever used.\n"
+              ") WITHOUT ROWID;");
+}
+
+const std::vector<Migration>& Migrations() {
+  static const auto* migrations = new std::vector<Migration>{
       // 1: tenants, connectors, runs and the four record kinds.
       R"sql(
 CREATE TABLE tenants (
@@ -312,38 +375,54 @@ ALTER TABLE connectors ADD COLUMN schedule_tz TEXT NOT NULL DEFAULT '';
 ALTER TABLE connectors ADD COLUMN incremental_handled_at INTEGER;
 ALTER TABLE connectors ADD COLUMN full_handled_at INTEGER;
 )sql",
+      // 7: ids are never reused.
+      NeverReuseIds,
   };
   return *migrations;
 }
 
 }  // namespace
 
-absl::Status Migrate(sqlite3* db) {
+absl::Status Migrate(sqlite3* db, int64_t up_to) {
   IDSYNC_ASSIGN_OR_RETURN(Statement version,
                           Statement::Prepare(db, "PRAGMA user_version"));
   IDSYNC_ASSIGN_OR_RETURN(bool has_row, version.Step());
   const int64_t applied = has_row ? version.Int(0) : 0;
   version.Reset();
-  const int64_t known = static_cast<int64_t>(Migrations().size());
-  if (applied > known) {
+  const int64_t all = static_cast<int64_t>(Migrations().size());
+  const int64_t known = up_to < 0 ? all : std::min(up_to, all);
+  if (applied > all) {
     return absl::FailedPreconditionError(
         absl::StrCat("store schema version ", applied,
-                     " is newer than this idsync understands (", known, ")"));
+                     " is newer than this idsync understands (", all, ")"));
   }
+  // Table rebuilds drop tables others refer to; SQLite's procedure for
+  // them runs with foreign keys off (a PRAGMA that only works outside a
+  // transaction), and checks them after.
+  if (applied < known)
+    IDSYNC_RETURN_IF_ERROR(Exec(db, "PRAGMA foreign_keys=OFF"));
   for (int64_t i = applied; i < known; ++i) {
     IDSYNC_RETURN_IF_ERROR(Exec(db, "BEGIN IMMEDIATE"));
-    absl::Status s = Exec(db, Migrations()[i]);
+    const Migration& m = Migrations()[i];
+    absl::Status s = m.sql != nullptr ? Exec(db, m.sql) : m.run(db);
+    if (s.ok()) {
+      IDSYNC_ASSIGN_OR_RETURN(
+          Statement check, Statement::Prepare(db, "PRAGMA foreign_key_check"));
+      IDSYNC_ASSIGN_OR_RETURN(bool broken, check.Step());
+      if (broken) s = absl::DataLossError("foreign keys broken");
+    }
     if (s.ok()) {
       s = Exec(db, absl::StrCat("PRAGMA user_version=", i + 1).c_str());
     }
     if (s.ok()) s = Exec(db, "COMMIT");
     if (!s.ok()) {
       Exec(db, "ROLLBACK").IgnoreError();
+      Exec(db, "PRAGMA foreign_keys=ON").IgnoreError();
       return absl::Status(s.code(),
                           absl::StrCat("migration ", i + 1, ": ", s.message()));
     }
   }
-  return absl::OkStatus();
+  return Exec(db, "PRAGMA foreign_keys=ON");
 }
 
 }  // namespace idsync

@@ -12,7 +12,9 @@ namespace idsync {
 
 // Applies the migrations `db` lacks, each in its own transaction. Fails if
 // the file was written by a newer idsync.
-absl::Status Migrate(sqlite3* db);
+// `up_to` stops after that many migrations (tests of one migration); -1 for
+// all.
+absl::Status Migrate(sqlite3* db, int64_t up_to = -1);
 
 }  // namespace idsync
 

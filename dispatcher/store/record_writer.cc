@@ -38,8 +38,12 @@ absl::StatusOr<RecordWriter::KindStatements> RecordWriter::PrepareKind(
       &s.insert_row,
       absl::StrCat("INSERT INTO ", k.table, "(tenant_id, connector_id, ",
                    absl::StrJoin(k.columns, ", "),
-                   ", attributes, created_at, updated_at, last_run_id) VALUES(",
-                   Placeholders(k.columns.size() + 6), ")")));
+                   ", attributes, created_at, updated_at, last_run_id, id) "
+                   "VALUES(",
+                   Placeholders(k.columns.size() + 7), ")")));
+  IDSYNC_RETURN_IF_ERROR(prepare(
+      &s.floor,
+      absl::StrCat("SELECT floor FROM id_floors WHERE tbl='", k.table, "'")));
   IDSYNC_RETURN_IF_ERROR(prepare(
       &s.insert_key,
       absl::StrCat("INSERT INTO ", k.key_table, "(tenant_id, connector_id, ",
@@ -169,6 +173,12 @@ absl::StatusOr<std::optional<int64_t>> RecordWriter::InsertIfNew(
   k.insert_row.Bind(i++, scope.now_us);
   k.insert_row.Bind(i++, scope.now_us);
   BindRun(k.insert_row, i++, scope);
+  IDSYNC_ASSIGN_OR_RETURN(const int64_t next, NextId(kind));
+  if (next > 0) {
+    k.insert_row.Bind(i++, next);
+  } else {
+    k.insert_row.BindNull(i++);  // SQLite's: the largest id + 1.
+  }
   IDSYNC_RETURN_IF_ERROR(k.insert_row.Run());
   const int64_t id = sqlite3_last_insert_rowid(db_);
   i = BindKey(k.insert_key, 1, scope, kind);
@@ -178,6 +188,7 @@ absl::StatusOr<std::optional<int64_t>> RecordWriter::InsertIfNew(
   if (sqlite3_changes(db_) == 1) return id;
   k.drop_row.Bind(1, id);
   IDSYNC_RETURN_IF_ERROR(k.drop_row.Run());
+  floors_[kind - 1] = kUnknown;  // The row may have been the one above it.
   return std::nullopt;
 }
 
@@ -207,6 +218,32 @@ absl::Status RecordWriter::MarkDeleted(const RecordScope& scope,
   IDSYNC_RETURN_IF_ERROR(k.delete_row.Run());
   k.delete_key.Bind(1, id);
   return k.delete_key.Run();
+}
+
+absl::StatusOr<int64_t> RecordWriter::NextId(RecordKind kind) {
+  int64_t& next = floors_[kind - 1];
+  if (next == kUnknown) {
+    Statement& f = kinds_[kind - 1].floor;
+    absl::StatusOr<bool> row = f.Step();
+    const int64_t floor = row.ok() && *row ? f.Int(0) : 0;
+    f.Reset();
+    if (!row.ok()) return row.status();
+    IDSYNC_ASSIGN_OR_RETURN(const int64_t max, MaxId(kind));
+    // Above the floor once one row is: SQLite's choice from then on.
+    next = 0;
+    return floor > max ? floor + 1 : 0;
+  }
+  return 0;
+}
+
+absl::Status RecordWriter::RaiseFloor(sqlite3* db, RecordKind kind) {
+  const KindSchema& k = SchemaFor(kind);
+  const std::string sql =
+      absl::StrCat("INSERT INTO id_floors(tbl, floor) SELECT '", k.table,
+                   "', coalesce(max(id), 0) FROM ", k.table,
+                   " WHERE true ON CONFLICT(tbl) DO UPDATE SET "
+                   "floor=max(floor, excluded.floor)");
+  return Exec(db, sql.c_str());
 }
 
 absl::StatusOr<int64_t> RecordWriter::MaxId(RecordKind kind) {

@@ -52,6 +52,12 @@ class RecordWriter {
   absl::Status MarkDeleted(const RecordScope& scope,
                            idsync::v1::RecordKind kind, int64_t id);
   absl::StatusOr<int64_t> MaxId(idsync::v1::RecordKind kind);
+  // Call at the start of each write transaction of the writer's connection:
+  // ids deleted since (id_floors) are then never handed out again.
+  void StartTransaction() { floors_.fill(kUnknown); }
+  // In the caller's transaction: no record of `kind` ever gets an id up to
+  // the largest one the table has now (call before deleting rows).
+  static absl::Status RaiseFloor(sqlite3* db, idsync::v1::RecordKind kind);
   // Whether the scope's connector has any record of `kind`, deleted or not.
   absl::StatusOr<bool> HasRecords(const RecordScope& scope,
                                   idsync::v1::RecordKind kind);
@@ -63,8 +69,12 @@ class RecordWriter {
   struct KindStatements {
     Statement lookup, insert_row, insert_key, drop_row, update_row,
         undelete_row, update_key, delete_row, delete_key, max_id, any_key,
-        list_active;
+        list_active, floor;
   };
+  // floors_[kind - 1]: kUnknown until read in this transaction, then the id
+  // the next insert must take (above a floor), or 0 for SQLite's own.
+  static constexpr int64_t kUnknown = -1;
+  absl::StatusOr<int64_t> NextId(idsync::v1::RecordKind kind);
   static absl::StatusOr<KindStatements> PrepareKind(sqlite3* db,
                                                     const KindSchema& k);
   int BindValues(Statement& s, int first, idsync::v1::RecordKind kind,
@@ -75,6 +85,7 @@ class RecordWriter {
 
   sqlite3* db_ = nullptr;
   std::array<KindStatements, 4> kinds_;
+  std::array<int64_t, 4> floors_{kUnknown, kUnknown, kUnknown, kUnknown};
   // Bound views point here until the statement runs.
   std::vector<absl::string_view> values_;
   std::string attributes_json_;

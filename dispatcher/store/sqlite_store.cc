@@ -66,6 +66,7 @@ class SqliteRunWriter final : public RunWriter {
       Rollback();
       return s;
     }
+    records_.StartTransaction();
     // Subscriptions are read in each group's transaction: a webhook created
     // during a run gets the events of the groups committed after it.
     s = outbox_->Load(scope_.tenant_id);
@@ -235,7 +236,19 @@ absl::StatusOr<int64_t> SqliteStore::EnsureTenant(absl::string_view name) {
   return select.Int(0);
 }
 
-namespace {}  // namespace
+absl::StatusOr<std::string> SqliteStore::TenantName(int64_t tenant_id) {
+  absl::MutexLock lock(&mu_);
+  IDSYNC_ASSIGN_OR_RETURN(
+      Statement select,
+      Statement::Prepare(db_.get(), "SELECT name FROM tenants WHERE id=?"));
+  select.Bind(1, tenant_id);
+  IDSYNC_ASSIGN_OR_RETURN(bool row, select.Step());
+  if (!row) {
+    return absl::NotFoundError(
+        absl::StrCat("tenant ", tenant_id, " not found"));
+  }
+  return select.Text(0);
+}
 
 absl::StatusOr<ConnectorRow> SqliteStore::UpsertConnector(
     const ConnectorRow& connector) {

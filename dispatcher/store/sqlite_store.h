@@ -86,6 +86,7 @@ class SqliteStore final : public Store {
 
   // Sync runs (sqlite_store.cc).
   absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override;
+  absl::StatusOr<std::string> TenantName(int64_t tenant_id) override;
   absl::StatusOr<ConnectorRow> UpsertConnector(
       const ConnectorRow& connector) override;
   absl::StatusOr<ConnectorRow> GetConnector(int64_t tenant_id,

@@ -370,6 +370,9 @@ class SqliteWriteTxn final : public WriteTxn {
   }
 
   absl::Status DeleteConnector(int64_t tenant_id, int64_t id) override {
+    for (const KindSchema& k : AllKinds()) {
+      IDSYNC_RETURN_IF_ERROR(RecordWriter::RaiseFloor(db_, k.kind));
+    }
     std::vector<std::string> tables;
     for (const KindSchema& k : AllKinds()) {
       tables.push_back(k.key_table);

@@ -1,5 +1,7 @@
 #include "dispatcher/store/sqlite_util.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -47,7 +49,31 @@ absl::Status SqliteStatus(sqlite3* db, int rc, absl::string_view what) {
   }
 }
 
+namespace {
+
+// The store holds every tenant's records and sealed secrets: owner only.
+// A new store is created 0600 (SQLite gives its -wal and -shm files the
+// database file's mode); an existing one, and its -wal/-shm, lose any group
+// and other permissions.
+void RestrictStoreFiles(const std::string& path) {
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    close(fd);
+    return;
+  }
+  for (const std::string& file : {path, path + "-wal", path + "-shm"}) {
+    struct stat st;
+    if (stat(file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+      chmod(file.c_str(), st.st_mode & 0700);
+    }
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<SqliteDb> OpenSqlite(const std::string& path, bool read_only) {
+  if (!read_only && path != ":memory:") RestrictStoreFiles(path);
   sqlite3* raw = nullptr;
   int flags = read_only ? SQLITE_OPEN_READONLY
                         : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;

@@ -396,6 +396,8 @@ class Store {
   // --- Sync runs ---
 
   virtual absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) = 0;
+  // kNotFound for an unknown tenant id.
+  virtual absl::StatusOr<std::string> TenantName(int64_t tenant_id) = 0;
 
   // Creates the connector, or updates type/mode/config of the one with the
   // same (tenant, business_id); its threshold and sync_token stay.

@@ -108,6 +108,9 @@ class StoreWrapper : public Store {
   absl::StatusOr<int64_t> EnsureTenant(absl::string_view name) override {
     return base_.EnsureTenant(name);
   }
+  absl::StatusOr<std::string> TenantName(int64_t tenant_id) override {
+    return base_.TenantName(tenant_id);
+  }
   absl::StatusOr<ConnectorRow> UpsertConnector(const ConnectorRow& c) override {
     return base_.UpsertConnector(c);
   }

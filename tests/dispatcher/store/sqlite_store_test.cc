@@ -1,12 +1,15 @@
 #include "dispatcher/store/sqlite_store.h"
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
+#include "connector/status_macros.h"
+#include "dispatcher/store/migrations.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/store_signature.h"
@@ -15,6 +18,7 @@
 namespace idsync {
 namespace {
 
+namespace v1 = idsync::v1;
 using ::testing::HasSubstr;
 
 class SqliteStoreTest : public ::testing::Test {
@@ -59,7 +63,7 @@ TEST_F(SqliteStoreTest, ReopeningAppliesNoMigrationTwice) {
   store_.reset();
   auto again = SqliteStore::Open({path_});
   ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 6);
+  EXPECT_EQ(*testing::QueryInt(path_, "PRAGMA user_version"), 7);
   EXPECT_EQ(*(*again)->EnsureTenant("acme"), tenant_);
 }
 
@@ -79,6 +83,141 @@ TEST_F(SqliteStoreTest, NewStoresUse16KiBPagesAndOldOnesKeepTheirs) {
   ASSERT_TRUE(store.ok()) << store.status();
   EXPECT_TRUE((*store)->EnsureTenant("acme").ok());
   EXPECT_EQ(*testing::QueryInt(old, "PRAGMA page_size"), 4096);
+}
+
+// The store holds every tenant's records and sealed secrets.
+TEST_F(SqliteStoreTest, TheStoreAndItsWalAreOwnerOnly) {
+  for (const std::string& file : {path_, path_ + "-wal"}) {
+    struct stat st;
+    ASSERT_EQ(stat(file.c_str(), &st), 0) << file;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << file;
+  }
+  // An existing store someone made world-readable is tightened at open.
+  store_.reset();
+  ASSERT_EQ(chmod(path_.c_str(), 0644), 0);
+  auto again = SqliteStore::Open({path_});
+  ASSERT_TRUE(again.ok()) << again.status();
+  struct stat st;
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// A deleted webhook's, connector's or record's id never names another row
+// later (an audit entry's resource_id, a receiver's records).
+TEST_F(SqliteStoreTest, IdsAreNeverReusedAfterADelete) {
+  const int64_t other = *store_->EnsureTenant("globex");
+  auto insert_webhook = [&](int64_t tenant) {
+    int64_t id = 0;
+    EXPECT_TRUE(store_
+                    ->Write([&](WriteTxn& txn) -> absl::Status {
+                      WebhookRow w;
+                      w.tenant_id = tenant;
+                      w.url = "https://hooks.example.com/x";
+                      w.event_types = {"*"};
+                      IDSYNC_ASSIGN_OR_RETURN(id, txn.InsertWebhook(w));
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return id;
+  };
+  const int64_t first = insert_webhook(tenant_);
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) {
+                    return txn.DeleteWebhook(tenant_, first);
+                  })
+                  .ok());
+  EXPECT_GT(insert_webhook(other), first);
+
+  // Records: the deleted connector's identity was the newest row.
+  auto insert_identity = [&](int64_t connector, const std::string& key) {
+    int64_t id = 0;
+    EXPECT_TRUE(store_
+                    ->Write([&](WriteTxn& txn) -> absl::Status {
+                      v1::RemoteIdentity r;
+                      r.set_external_id(key);
+                      IDSYNC_ASSIGN_OR_RETURN(
+                          id, txn.InsertRecord(tenant_, connector,
+                                               v1::RECORD_KIND_IDENTITY, r, 1));
+                      return absl::OkStatus();
+                    })
+                    .ok());
+    return id;
+  };
+  ConnectorRow gone;
+  gone.tenant_id = tenant_;
+  gone.business_id = "gone";
+  gone.type = "csv";
+  gone = *store_->UpsertConnector(gone);
+  insert_identity(connector_.id, "E1");
+  const int64_t top = insert_identity(gone.id, "E2");
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) {
+                    return txn.DeleteConnector(tenant_, gone.id);
+                  })
+                  .ok());
+  const int64_t next = insert_identity(connector_.id, "E3");
+  EXPECT_GT(next, top);
+  // And the sync engine's writer, on its own connection, likewise.
+  ConnectorRow later;
+  later.tenant_id = tenant_;
+  later.business_id = "later";
+  later.type = "csv";
+  later = *store_->UpsertConnector(later);
+  const int64_t top2 = insert_identity(later.id, "E4");
+  ASSERT_TRUE(store_
+                  ->Write([&](WriteTxn& txn) {
+                    return txn.DeleteConnector(tenant_, later.id);
+                  })
+                  .ok());
+  RunRow run = NewRun();
+  auto writer = store_->OpenRunWriter(run);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  ASSERT_TRUE((*writer)->Begin(absl::Now()).ok());
+  v1::RemoteIdentity e5;
+  e5.set_external_id("E5");
+  auto inserted = (*writer)->InsertIfNew(v1::RECORD_KIND_IDENTITY, e5, 5);
+  ASSERT_TRUE(inserted.ok() && inserted->has_value()) << inserted.status();
+  EXPECT_GT(**inserted, top2);
+  ASSERT_TRUE((*writer)->Commit(run, {}).ok());
+  EXPECT_GT(*testing::QueryInt(path_, "SELECT max(id) FROM identities"), top2);
+}
+
+// Migration 7 rebuilds tables others refer to: rows, indexes and
+// references survive it.
+TEST_F(SqliteStoreTest, MigrationSevenKeepsEveryRow) {
+  const std::string old = dir_->File("v6.db");
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(old.c_str(), &raw), SQLITE_OK);
+    ASSERT_TRUE(Migrate(raw, 6).ok());
+    ASSERT_EQ(sqlite3_exec(raw,
+                           "INSERT INTO tenants(id, name, created_at) "
+                           "VALUES(1, 'acme', 1), (2, 'globex', 1);"
+                           "INSERT INTO connectors(id, tenant_id, business_id, "
+                           "type, created_at, updated_at) VALUES(5, 2, 'hr', "
+                           "'csv', 1, 1);"
+                           "INSERT INTO webhooks(id, tenant_id, url, "
+                           "event_types, created_at, updated_at) VALUES(9, 1, "
+                           "'https://h', '[\"*\"]', 1, 1);",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto store = SqliteStore::Open({old});
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(*testing::QueryInt(old, "PRAGMA user_version"), 7);
+  EXPECT_EQ(*testing::QueryInt(old, "SELECT count(*) FROM tenants"), 2);
+  EXPECT_EQ(*testing::QueryInt(old, "SELECT tenant_id FROM connectors"), 2);
+  EXPECT_EQ(*testing::QueryInt(old, "SELECT id FROM webhooks"), 9);
+  EXPECT_EQ(*testing::QueryInt(old,
+                               "SELECT count(*) FROM sqlite_master WHERE "
+                               "name='webhooks_by_tenant'"),
+            1);
+  EXPECT_EQ(*testing::QueryInt(old,
+                               "SELECT count(*) FROM sqlite_master WHERE sql "
+                               "LIKE '%AUTOINCREMENT%'"),
+            9);  // 7 rebuilt, outbox and deliveries.
+  EXPECT_EQ(*(*store)->TenantName(2), "globex");
 }
 
 TEST_F(SqliteStoreTest, StoreFromANewerVersionIsRefused) {
