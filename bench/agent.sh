@@ -28,7 +28,7 @@ one() {
   http=$(free_port); grpc=$(free_port)
   token=$($dispatcher bootstrap --tenant bench --db "$dir/d.db" 2>/dev/null)
   /usr/bin/time -v -o "$dir/dispatcher.time" $dispatcher serve --db "$dir/d.db" \
-    --http-listen "127.0.0.1:$http" --grpc-listen "127.0.0.1:$grpc" \
+    --http-listen "127.0.0.1:$http" --metrics-listen "" --grpc-listen "127.0.0.1:$grpc" \
     --rate-limit 100000 --rate-burst 100000 >"$dir/dispatcher.log" 2>&1 &
   local dpid=$!
   api() { curl -sf -X "$1" "http://127.0.0.1:$http$2" -H "Authorization: Bearer $token" ${3:+-d "$3"}; }

@@ -74,7 +74,7 @@ const token = boot.stdout.toString().trim();
 const port = await freePort();
 const dispatcher = spawn(BIN, ['serve', '--db', db, '--http-listen',
   `127.0.0.1:${port}`, '--grpc-listen', '127.0.0.1:0',
-  '--allow-private-callbacks', '--rate-limit', '100000',
+  '--allow-private-callbacks', '--metrics-listen', '', '--rate-limit', '100000',
   '--rate-burst', '100000'], { stdio: 'ignore' });
 const base = `http://127.0.0.1:${port}`;
 async function api(method, p, body, headers = {}) {

@@ -1,8 +1,10 @@
 #include "dispatcher/connector_dispatcher.h"
 
 #include "absl/strings/str_cat.h"
+#include "connector/status_macros.h"
 #include "connector/text.h"
 #include "dispatcher/agents/agent_proxy_connector.h"
+#include "dispatcher/source_policy.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace idsync {
@@ -31,6 +33,9 @@ absl::StatusOr<std::unique_ptr<Connector>> ConnectorDispatcher::ConnectorFor(
   spec.business_id = row.business_id;
   spec.clock = &clock_;
   spec.auth_config = auth_config;
+  if (sources_ != nullptr) {
+    IDSYNC_ASSIGN_OR_RETURN(spec.access, sources_->For(row.tenant_id));
+  }
   auto parsed = google::protobuf::util::JsonStringToMessage(row.config_json,
                                                             &spec.config);
   if (!parsed.ok()) {

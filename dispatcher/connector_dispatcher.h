@@ -15,6 +15,7 @@
 namespace idsync {
 
 class AgentHub;
+class SourcePolicy;
 
 class ConnectorDispatcher {
  public:
@@ -25,6 +26,9 @@ class ConnectorDispatcher {
   // Serves agent-mode connectors through `hub` (which must outlive this);
   // without one they are kUnimplemented.
   void set_agent_hub(AgentHub* hub) { hub_ = hub; }
+  // Builds hosted connectors under what their tenant may reach (`policy`
+  // must outlive this); without one they reach what the process can.
+  void set_source_policy(SourcePolicy* policy) { sources_ = policy; }
 
   // kInvalidArgument for a bad config; kUnimplemented for modes this build
   // cannot serve.
@@ -36,6 +40,7 @@ class ConnectorDispatcher {
   const ConnectorRegistry& registry_;
   Clock& clock_;
   AgentHub* hub_ = nullptr;
+  SourcePolicy* sources_ = nullptr;
 };
 
 }  // namespace idsync

@@ -11,8 +11,10 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -29,6 +31,7 @@
 #include "dispatcher/run_progress.h"
 #include "dispatcher/scheduler.h"
 #include "dispatcher/secrets.h"
+#include "dispatcher/source_policy.h"
 #include "dispatcher/store/sqlite_store.h"
 #include "dispatcher/sync_workers.h"
 #include "spdlog/spdlog.h"
@@ -47,6 +50,18 @@ struct ServeOptions {
   double rate_limit = 100;  // Requests per second per token.
   double rate_burst = 200;
   int http_threads = 16;
+  int http_io_threads = 2;
+  int http_header_timeout_seconds = 10;
+  int http_body_timeout_seconds = 30;
+  int http_max_connections = 10000;
+  int http_max_connections_per_address = 128;
+  int64_t max_upload_mb = 1024;
+  std::string metrics_listen = "127.0.0.1:9464";  // "": none.
+  std::string metrics_token_file;  // /metrics on the API port with it.
+  bool metrics_tenant_labels = false;
+  std::string import_dir;  // Tenants' files: IMPORT_DIR/<tenant>/.
+  bool allow_private_sources = false;
+  std::vector<std::string> tenant_source_cidrs;  // TENANT=CIDR,...
   bool allow_private_callbacks = false;  // Webhooks/callbacks to private IPs.
   int agent_timeout_seconds = 180;       // A run's agent may be away this long.
   std::string grpc_tls_cert, grpc_tls_key, grpc_client_ca;  // PEM files.
@@ -142,6 +157,39 @@ int Serve(const ServeOptions& o) {
     std::cerr << "idsync-dispatcher: " << store.status().message() << "\n";
     return 2;
   }
+  idsync::SourcePolicyOptions source_options;
+  source_options.import_dir = o.import_dir;
+  source_options.allow_private_sources = o.allow_private_sources;
+  for (const std::string& flag : o.tenant_source_cidrs) {
+    if (absl::Status s = idsync::SourcePolicy::ParseTenantNetworks(
+            flag, &source_options.tenant_networks);
+        !s.ok()) {
+      std::cerr << "idsync-dispatcher: " << s.message() << "\n";
+      return 2;
+    }
+  }
+  auto sources = idsync::SourcePolicy::Create(**store, source_options);
+  if (!sources.ok()) {
+    std::cerr << "idsync-dispatcher: " << sources.status().message() << "\n";
+    return 2;
+  }
+  std::string metrics_token;
+  if (!o.metrics_token_file.empty()) {
+    auto token = ReadPem(o.metrics_token_file);  // Any text file.
+    if (!token.ok() || absl::StripAsciiWhitespace(*token).size() < 16) {
+      std::cerr << "idsync-dispatcher: --metrics-token-file must hold a "
+                   "token of at least 16 characters\n";
+      return 2;
+    }
+    metrics_token = std::string(absl::StripAsciiWhitespace(*token));
+  }
+  std::string metrics_host;
+  int metrics_port = 0;
+  if (!o.metrics_listen.empty() &&
+      !SplitHostPort(o.metrics_listen, &metrics_host, &metrics_port)) {
+    std::cerr << "idsync-dispatcher: --metrics-listen is HOST:PORT\n";
+    return 2;
+  }
   const std::string key_file = o.key_file.empty() ? o.db + ".key" : o.key_file;
   auto secrets =
       idsync::SecretBox::FromKeyFile(key_file, /*create=*/o.key_file.empty());
@@ -152,7 +200,7 @@ int Serve(const ServeOptions& o) {
   idsync::ConnectorRegistry registry;
   idsync::RegisterBuiltinConnectors(registry);
   idsync::RunProgress progress;
-  idsync::Metrics metrics;
+  idsync::Metrics metrics({/*tenant_labels=*/o.metrics_tenant_labels});
   idsync::DeliveryOptions delivery_options;
   delivery_options.allow_private = o.allow_private_callbacks;
   delivery_options.threads = o.delivery_threads;
@@ -169,27 +217,55 @@ int Serve(const ServeOptions& o) {
   idsync::SyncWorkers::Options worker_options;
   worker_options.max_concurrent = o.max_concurrent_syncs;
   worker_options.agents = &agents;
+  worker_options.sources = sources->get();
   auto workers = std::make_unique<idsync::SyncWorkers>(
       **store, registry, *secrets, idsync::Clock::Real(), progress, metrics,
       worker_options);
   idsync::ControlPlaneServiceOptions service_options;
   service_options.allow_private_callbacks = o.allow_private_callbacks;
   service_options.agents = &agents;
+  service_options.sources = sources->get();
+  service_options.metrics = &metrics;
   idsync::ControlPlaneService service(**store, registry, *secrets, *workers,
                                       service_options);
   idsync::RateLimiter limiter(idsync::Clock::Real(), o.rate_limit,
                               o.rate_burst);
 
   idsync::RestServerOptions rest_options;
-  rest_options.host = http_host;
-  rest_options.port = http_port;
+  rest_options.http.host = http_host;
+  rest_options.http.port = http_port;
+  rest_options.http.worker_threads = o.http_threads;
+  rest_options.http.io_threads = o.http_io_threads;
+  rest_options.http.header_timeout =
+      absl::Seconds(o.http_header_timeout_seconds);
+  rest_options.http.body_timeout = absl::Seconds(o.http_body_timeout_seconds);
+  rest_options.http.max_connections = o.http_max_connections;
+  rest_options.http.max_connections_per_address =
+      o.http_max_connections_per_address;
+  rest_options.max_upload_bytes = static_cast<uint64_t>(o.max_upload_mb) << 20;
   rest_options.version = kVersion;
-  rest_options.threads = o.http_threads;
+  rest_options.metrics_token = metrics_token;
   idsync::RestServer rest(service, **store, progress, metrics, limiter,
                           rest_options);
   if (absl::Status s = rest.Start(); !s.ok()) {
     std::cerr << "idsync-dispatcher: " << s.message() << "\n";
     return 2;
+  }
+  std::unique_ptr<idsync::MetricsServer> metrics_server;
+  if (!o.metrics_listen.empty()) {
+    idsync::HttpServerOptions m;
+    m.host = metrics_host;
+    m.port = metrics_port;
+    m.io_threads = 1;
+    m.worker_threads = 1;
+    m.max_connections = 64;
+    m.max_connections_per_address = 16;
+    metrics_server = std::make_unique<idsync::MetricsServer>(metrics, m);
+    if (absl::Status s = metrics_server->Start(); !s.ok()) {
+      std::cerr << "idsync-dispatcher: --metrics-listen: " << s.message()
+                << "\n";
+      return 2;
+    }
   }
 
   idsync::ControlPlaneGrpc grpc_service(service, **store, progress, limiter);
@@ -224,8 +300,14 @@ int Serve(const ServeOptions& o) {
     return 2;
   }
 
-  spdlog::info("idsync-dispatcher {} store={} http={}:{} grpc={}:{}", kVersion,
-               o.db, http_host, rest.port(), grpc_host, bound_grpc_port);
+  spdlog::info(
+      "idsync-dispatcher {} store={} http={}:{} grpc={}:{} metrics={} "
+      "import_dir={}",
+      kVersion, o.db, http_host, rest.port(), grpc_host, bound_grpc_port,
+      metrics_server == nullptr
+          ? std::string("off")
+          : absl::StrCat(metrics_host, ":", metrics_server->port()),
+      o.import_dir.empty() ? std::string("none") : o.import_dir);
   delivery.Start();
   if (auto resumed = workers->ResumeInterrupted();
       resumed.ok() && *resumed > 0) {
@@ -252,6 +334,7 @@ int Serve(const ServeOptions& o) {
   stopping = true;
   scheduler.Stop();
   rest.Stop();
+  if (metrics_server != nullptr) metrics_server->Stop();
   agents.Shutdown();  // Agent streams never end by themselves.
   grpc_server->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
   maintenance.join();
@@ -310,9 +393,57 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(1.0, 1e7))
         ->capture_default_str();
     cmd->add_option("--http-threads", serve.http_threads,
-                    "HTTP worker threads (each open event stream holds one)")
+                    "HTTP worker threads: run API handlers (slow clients and "
+                    "event streams hold none)")
         ->check(CLI::Range(2, 1024))
         ->capture_default_str();
+    cmd->add_option("--http-io-threads", serve.http_io_threads,
+                    "Threads that read and write every HTTP connection")
+        ->check(CLI::Range(1, 64))
+        ->capture_default_str();
+    cmd->add_option("--http-header-timeout", serve.http_header_timeout_seconds,
+                    "Seconds a request header may take to arrive, in all")
+        ->check(CLI::Range(1, 600))
+        ->capture_default_str();
+    cmd->add_option("--http-body-timeout", serve.http_body_timeout_seconds,
+                    "Seconds a request body may take to arrive, in all "
+                    "(uploads: the longest pause)")
+        ->check(CLI::Range(1, 3600))
+        ->capture_default_str();
+    cmd->add_option("--http-max-connections", serve.http_max_connections,
+                    "Open HTTP connections in all")
+        ->check(CLI::Range(16, 1000000))
+        ->capture_default_str();
+    cmd->add_option("--http-max-connections-per-address",
+                    serve.http_max_connections_per_address,
+                    "Open HTTP connections from one client address")
+        ->check(CLI::Range(1, 1000000))
+        ->capture_default_str();
+    cmd->add_option("--max-upload-mb", serve.max_upload_mb,
+                    "Largest file a connector's file upload may carry, MiB")
+        ->check(CLI::Range(1, 1 << 20))
+        ->capture_default_str();
+    cmd->add_option("--import-dir", serve.import_dir,
+                    "Directory of the files connectors may read: each "
+                    "tenant's own subdirectory DIR/<tenant> (uploads land "
+                    "there); without it, API-made connectors read no files");
+    cmd->add_flag("--allow-private-sources", serve.allow_private_sources,
+                  "Let every tenant's hosted connectors reach loopback, "
+                  "private and link-local addresses (single-tenant hosts, "
+                  "labs)");
+    cmd->add_option("--tenant-source-cidrs", serve.tenant_source_cidrs,
+                    "TENANT=CIDR[,CIDR...]: networks one tenant's hosted "
+                    "connectors may reach besides public addresses "
+                    "(repeatable)");
+    cmd->add_option("--metrics-listen", serve.metrics_listen,
+                    "Address of the operator's /metrics (no token; \"\": "
+                    "none)")
+        ->capture_default_str();
+    cmd->add_option("--metrics-token-file", serve.metrics_token_file,
+                    "File holding an operator token that may read /metrics "
+                    "on the API port too");
+    cmd->add_flag("--metrics-tenant-labels", serve.metrics_tenant_labels,
+                  "Label run and record counters with the tenant id");
     cmd->add_flag("--allow-private-callbacks", serve.allow_private_callbacks,
                   "Allow webhook and callback URLs on loopback, private and "
                   "link-local addresses (tests, labs; never on a shared "

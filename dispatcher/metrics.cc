@@ -10,16 +10,30 @@ void Metrics::CountRequest(absl::string_view method, int status) {
   ++requests_[{std::string(method), status}];
 }
 
+void Metrics::CountAuthFailure(absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  ++auth_failures_[std::string(reason)];
+}
+
+void Metrics::AddCollector(Collector collector) {
+  absl::MutexLock lock(&mu_);
+  collectors_.push_back(std::move(collector));
+}
+
 void Metrics::CountRun(const RunRow& run) {
   absl::MutexLock lock(&mu_);
-  ++runs_[std::string(RunStatusName(run.status))];
+  const std::string tenant =
+      options_.tenant_labels
+          ? absl::StrCat("tenant_id=\"", run.tenant_id, "\",")
+          : "";
+  ++runs_[absl::StrCat(tenant, "status=\"", RunStatusName(run.status), "\"")];
   for (auto [name, n] :
        {std::pair<const char*, int64_t>{"created", run.created},
         {"updated", run.updated},
         {"unchanged", run.unchanged},
         {"deleted", run.deleted},
         {"rejected", run.rejected}}) {
-    records_[name] += n;
+    records_[absl::StrCat(tenant, "outcome=\"", name, "\"")] += n;
   }
   const double seconds = absl::ToDoubleSeconds(
       run.finished_at.value_or(run.updated_at) - run.started_at);
@@ -41,19 +55,25 @@ std::string Metrics::Render() const {
                     "\",code=\"", key.second, "\"} ", n, "\n");
   }
   absl::StrAppend(&out,
+                  "# HELP idsync_auth_failures_total Refused credentials, by "
+                  "reason.\n"
+                  "# TYPE idsync_auth_failures_total counter\n");
+  for (const auto& [reason, n] : auth_failures_) {
+    absl::StrAppend(&out, "idsync_auth_failures_total{reason=\"", reason,
+                    "\"} ", n, "\n");
+  }
+  absl::StrAppend(&out,
                   "# HELP idsync_sync_runs_total Sync runs that ended.\n"
                   "# TYPE idsync_sync_runs_total counter\n");
-  for (const auto& [status, n] : runs_) {
-    absl::StrAppend(&out, "idsync_sync_runs_total{status=\"", status, "\"} ", n,
-                    "\n");
+  for (const auto& [labels, n] : runs_) {
+    absl::StrAppend(&out, "idsync_sync_runs_total{", labels, "} ", n, "\n");
   }
   absl::StrAppend(&out,
                   "# HELP idsync_sync_records_total Records applied by ended "
                   "runs, by outcome.\n"
                   "# TYPE idsync_sync_records_total counter\n");
-  for (const auto& [outcome, n] : records_) {
-    absl::StrAppend(&out, "idsync_sync_records_total{outcome=\"", outcome,
-                    "\"} ", n, "\n");
+  for (const auto& [labels, n] : records_) {
+    absl::StrAppend(&out, "idsync_sync_records_total{", labels, "} ", n, "\n");
   }
   absl::StrAppend(&out,
                   "# HELP idsync_sync_run_duration_seconds Duration of ended "
@@ -68,6 +88,7 @@ std::string Metrics::Render() const {
       duration_count_, "\n", "idsync_sync_run_duration_seconds_sum ",
       absl::StrFormat("%.3f", duration_sum_), "\n",
       "idsync_sync_run_duration_seconds_count ", duration_count_, "\n");
+  for (const Collector& collect : collectors_) collect(&out);
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "dispatcher/run_progress.h"
 
+#include <vector>
+
 #include "absl/time/clock.h"
 
 namespace idsync {
@@ -14,6 +16,35 @@ void RunProgress::Publish(const RunRow& run, bool done) {
     if (done) e.ended_at = absl::Now();
   }
   if (listener_) listener_(run, done);
+  std::vector<std::function<void()>> wakes;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    if (watched_runs_.contains(run.id)) {
+      for (const auto& [handle, w] : watchers_) {
+        if (w.run_id == run.id) wakes.push_back(w.wake);
+      }
+    }
+  }
+  for (const auto& wake : wakes) wake();
+}
+
+uint64_t RunProgress::Watch(int64_t run_id, std::function<void()> wake) {
+  absl::MutexLock lock(&watch_mu_);
+  const uint64_t handle = next_watch_++;
+  watchers_[handle] = Watcher{run_id, std::move(wake)};
+  ++watched_runs_[run_id];
+  return handle;
+}
+
+void RunProgress::Unwatch(uint64_t handle) {
+  absl::MutexLock lock(&watch_mu_);
+  auto it = watchers_.find(handle);
+  if (it == watchers_.end()) return;
+  auto run = watched_runs_.find(it->second.run_id);
+  if (run != watched_runs_.end() && --run->second == 0) {
+    watched_runs_.erase(run);
+  }
+  watchers_.erase(it);
 }
 
 std::optional<RunProgress::Snapshot> RunProgress::Wait(int64_t run_id,

@@ -39,6 +39,12 @@ class RunProgress {
   std::optional<Snapshot> Wait(int64_t run_id, int64_t after_version,
                                absl::Duration timeout);
 
+  // Calls `wake` after every Publish of `run_id` (on the publishing thread,
+  // so it must be quick, e.g. post to an event loop) until Unwatch. A wake
+  // racing Unwatch may still come once. Returns the handle for Unwatch.
+  uint64_t Watch(int64_t run_id, std::function<void()> wake);
+  void Unwatch(uint64_t handle);
+
   // Drops state of runs that ended more than `age` ago.
   void Forget(absl::Duration age);
 
@@ -47,9 +53,17 @@ class RunProgress {
     Snapshot snapshot;
     absl::Time ended_at = absl::InfiniteFuture();
   };
+  struct Watcher {
+    int64_t run_id;
+    std::function<void()> wake;
+  };
   Listener listener_;
   absl::Mutex mu_;
   absl::flat_hash_map<int64_t, Entry> runs_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex watch_mu_;
+  uint64_t next_watch_ ABSL_GUARDED_BY(watch_mu_) = 1;
+  absl::flat_hash_map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(watch_mu_);
+  absl::flat_hash_map<int64_t, int> watched_runs_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 }  // namespace idsync

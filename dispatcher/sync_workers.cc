@@ -43,6 +43,7 @@ SyncWorkers::SyncWorkers(Store& store, const ConnectorRegistry& registry,
       dispatcher_(registry, clock),
       engine_(store, clock, options.engine) {
   dispatcher_.set_agent_hub(options.agents);
+  dispatcher_.set_source_policy(options.sources);
   const int n = options.max_concurrent < 1 ? 1 : options.max_concurrent;
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Work(); });
 }

@@ -26,12 +26,17 @@
 
 namespace idsync {
 
+class SourcePolicy;
+
 class SyncWorkers {
  public:
   struct Options {
     int max_concurrent = 2;
     SyncEngineOptions engine;
     AgentHub* agents = nullptr;  // Serves agent-mode connectors.
+    // Confines hosted connectors to what their tenant may reach; without
+    // one they reach what the process can (tests of the engine alone).
+    SourcePolicy* sources = nullptr;
   };
   // Everything passed must outlive the workers.
   SyncWorkers(Store& store, const ConnectorRegistry& registry,

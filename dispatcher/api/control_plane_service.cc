@@ -1,6 +1,12 @@
 #include "dispatcher/api/control_plane_service.h"
 
+#include <fcntl.h>
+#include <sodium.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -14,12 +20,15 @@
 #include "connector/status_macros.h"
 #include "connector/text.h"
 #include "dispatcher/agents/agent_hub.h"
+#include "dispatcher/metrics.h"
 #include "dispatcher/record_hash.h"
 #include "dispatcher/scheduler.h"
+#include "dispatcher/source_policy.h"
 #include "dispatcher/store/outbox.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
 
 namespace idsync {
 namespace {
@@ -315,11 +324,14 @@ absl::Status CheckMode(absl::string_view mode) {
 
 // The type exists and accepts the config: the connector builds.
 absl::Status CheckConfig(const ConnectorRegistry& registry,
-                         const ConnectorRow& row,
+                         SourcePolicy* sources, const ConnectorRow& row,
                          const google::protobuf::Struct& config) {
   ConnectorSpec spec;
   spec.business_id = row.business_id;
   spec.config = config;
+  if (sources != nullptr) {
+    IDSYNC_ASSIGN_OR_RETURN(spec.access, sources->For(row.tenant_id));
+  }
   absl::Status built = registry.Create(row.type, spec).status();
   // An unknown type is bad input, not a missing resource (the registry says
   // kNotFound).
@@ -327,6 +339,30 @@ absl::Status CheckConfig(const ConnectorRegistry& registry,
     return absl::InvalidArgumentError(built.message());
   }
   return built;
+}
+
+// What a connection test says through the API. Bad config, files and
+// refused credentials or addresses are the tenant's to fix and keep their
+// words; every other failure (refused, timed out, an answer in another
+// protocol) reads the same, or the test would tell a closed port from an
+// open one of another service: a port scanner. The log has the detail.
+std::string TestMessage(const absl::Status& s, const ConnectorRow& row) {
+  switch (s.code()) {
+    case absl::StatusCode::kOk:
+      return "";
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kPermissionDenied:
+      return std::string(s.message());
+    default:
+      spdlog::warn("connector {} (tenant {}) test failed: {}", row.id,
+                   row.tenant_id, std::string(s.message()));
+      return absl::StrCat(
+          "cannot reach the source as a ", row.type,
+          " service: no connection, no answer in time, or an answer that is "
+          "not a ",
+          row.type, " service's (the dispatcher's log has the detail)");
+  }
 }
 
 std::string WebhookContext(int64_t id) { return absl::StrCat("webhook:", id); }
@@ -465,34 +501,49 @@ ControlPlaneService::ControlPlaneService(Store& store,
       options_(options) {}
 
 absl::StatusOr<Caller> ControlPlaneService::Authenticate(
-    absl::string_view authorization, std::string request_id) {
+    absl::string_view authorization, std::string request_id,
+    absl::string_view peer) {
+  // `reason` is a metric label; the message goes to the caller.
+  auto refuse = [&](absl::string_view reason, absl::Status status) {
+    spdlog::warn(
+        "authentication failed ({}) from {} request_id={}", std::string(reason),
+        peer.empty() ? std::string("?") : std::string(peer), request_id);
+    if (options_.metrics != nullptr) options_.metrics->CountAuthFailure(reason);
+    return status;
+  };
   absl::string_view token = absl::StripAsciiWhitespace(authorization);
   if (token.empty()) {
-    return absl::UnauthenticatedError(
-        "missing credentials: send 'Authorization: Bearer <token>'");
+    return refuse("missing",
+                  absl::UnauthenticatedError(
+                      "missing credentials: send 'Authorization: Bearer "
+                      "<token>'"));
   }
   if (token.size() < 7 ||
       !absl::EqualsIgnoreCase(token.substr(0, 7), "bearer ")) {
-    return absl::UnauthenticatedError(
-        "the Authorization header must be 'Bearer <token>'");
+    return refuse("malformed",
+                  absl::UnauthenticatedError(
+                      "the Authorization header must be 'Bearer <token>'"));
   }
   token = absl::StripAsciiWhitespace(token.substr(7));
   if (!absl::StartsWith(token, "idsync_") || token.size() > 128) {
-    return absl::UnauthenticatedError("not an idsync token");
+    return refuse("malformed",
+                  absl::UnauthenticatedError("not an idsync token"));
   }
   const std::string hash = TokenHash(token);
   absl::StatusOr<TokenRow> row = store_.FindToken(hash);
   if (absl::IsNotFound(row.status())) {
-    return absl::UnauthenticatedError("unknown token");
+    return refuse("unknown", absl::UnauthenticatedError("unknown token"));
   }
   IDSYNC_RETURN_IF_ERROR(row.status());
   if (row->revoked_at.has_value()) {
-    return absl::UnauthenticatedError("this token was revoked");
+    return refuse("revoked",
+                  absl::UnauthenticatedError("this token was revoked"));
   }
   if (row->kind != "service") {
-    return absl::PermissionDeniedError(
-        absl::StrCat(row->kind == "agent" ? "an " : "a ", row->kind,
-                     " token only works on the agent spine"));
+    return refuse("wrong_kind",
+                  absl::PermissionDeniedError(absl::StrCat(
+                      row->kind == "agent" ? "an " : "a ", row->kind,
+                      " token only works on the agent spine")));
   }
   Caller caller;
   caller.tenant_id = row->tenant_id;
@@ -799,7 +850,8 @@ absl::Status ControlPlaneService::CheckConnector(
       return absl::InvalidArgumentError(
           "'agent' is only for connectors in mode \"agent\"");
     }
-    return build ? CheckConfig(registry_, row, config) : absl::OkStatus();
+    return build ? CheckConfig(registry_, options_.sources, row, config)
+                 : absl::OkStatus();
   }
   if (row.agent.empty()) {
     return absl::InvalidArgumentError(
@@ -1028,7 +1080,117 @@ absl::StatusOr<v1::TestConnectorResponse> ControlPlaneService::TestConnector(
   absl::Status s = workers_.Test(row);
   v1::TestConnectorResponse response;
   response.set_ok(s.ok());
-  response.set_error(std::string(s.message()));
+  response.set_error(std::string(TestMessage(s, row)));
+  return response;
+}
+
+FileUpload::~FileUpload() {
+  if (!committed && dir && !temp.empty()) unlinkat(dir.get(), temp.c_str(), 0);
+}
+
+absl::StatusOr<std::unique_ptr<FileUpload>>
+ControlPlaneService::PrepareFileUpload(const Caller& caller,
+                                       int64_t connector_id) {
+  IDSYNC_RETURN_IF_ERROR(RequireAdmin(caller));
+  IDSYNC_ASSIGN_OR_RETURN(ConnectorRow row,
+                          FindConnector(caller, connector_id));
+  if (row.type != "csv" || row.mode != "hosted") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connector ", row.id,
+                     " does not read a pushed file: uploads are for hosted csv "
+                     "connectors"));
+  }
+  if (options_.sources == nullptr || !options_.sources->has_import_dir()) {
+    return absl::FailedPreconditionError(
+        "the dispatcher runs without --import-dir: it keeps no files for "
+        "tenants");
+  }
+  google::protobuf::Struct config;
+  if (!google::protobuf::util::JsonStringToMessage(row.config_json, &config)
+           .ok() ||
+      !config.fields().contains("path") ||
+      !config.fields().at("path").has_string_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connector ", row.id, " has no 'path' in its config"));
+  }
+  auto upload = std::make_unique<FileUpload>();
+  upload->path = config.fields().at("path").string_value();
+  IDSYNC_ASSIGN_OR_RETURN(
+      std::string root,
+      options_.sources->TenantDir(caller.tenant_id, /*create=*/true));
+  IDSYNC_ASSIGN_OR_RETURN(
+      ParentDir parent,
+      OpenParentBeneath(root, upload->path, "the connector's 'path'"));
+  upload->dir = std::move(parent.dir);
+  upload->name = std::move(parent.name);
+  uint8_t random[8];
+  randombytes_buf(random, sizeof(random));
+  upload->temp =
+      absl::StrCat(".", upload->name, ".upload-",
+                   absl::BytesToHexString(absl::string_view(
+                       reinterpret_cast<const char*>(random), sizeof(random))));
+  upload->file =
+      UniqueFd(openat(upload->dir.get(), upload->temp.c_str(),
+                      O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (!upload->file) {
+    return absl::InternalError(
+        "cannot create the upload's file in the import directory");
+  }
+  upload->connector = std::move(row);
+  return upload;
+}
+
+absl::StatusOr<v1::UploadConnectorFileResponse>
+ControlPlaneService::CommitFileUpload(const Caller& caller, FileUpload& upload,
+                                      int64_t bytes, bool sync) {
+  // The hash is read back from the file: what is stored is what was hashed.
+  crypto_hash_sha256_state sha;
+  crypto_hash_sha256_init(&sha);
+  {
+    UniqueFd in(
+        openat(upload.dir.get(), upload.temp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) return absl::InternalError("the upload's file vanished");
+    char buffer[1 << 16];
+    ssize_t n;
+    while ((n = read(in.get(), buffer, sizeof(buffer))) > 0) {
+      crypto_hash_sha256_update(&sha, reinterpret_cast<uint8_t*>(buffer),
+                                static_cast<size_t>(n));
+    }
+    if (n < 0) return absl::InternalError("cannot read the upload back");
+  }
+  uint8_t digest[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256_final(&sha, digest);
+  if (fsync(upload.file.get()) != 0 ||
+      renameat(upload.dir.get(), upload.temp.c_str(), upload.dir.get(),
+               upload.name.c_str()) != 0) {
+    return absl::InternalError(
+        absl::StrCat("cannot store the upload: ", std::strerror(errno)));
+  }
+  upload.committed = true;
+  fsync(upload.dir.get());  // The rename itself.
+  v1::UploadConnectorFileResponse response;
+  response.set_connector_id(upload.connector.id);
+  response.set_path(upload.path);
+  response.set_bytes(bytes);
+  response.set_sha256(absl::BytesToHexString(absl::string_view(
+      reinterpret_cast<const char*>(digest), sizeof(digest))));
+  IDSYNC_RETURN_IF_ERROR(store_.Write([&](WriteTxn& txn) {
+    return txn.Audit(Audit(caller, "connector.file.upload", "connector",
+                           upload.connector.id,
+                           {{"path", upload.path},
+                            {"bytes", bytes},
+                            {"sha256", response.sha256()}}));
+  }));
+  if (sync) {
+    v1::StartSyncRequest start;
+    start.set_connector_id(upload.connector.id);
+    absl::StatusOr<v1::SyncRun> run = StartSync(caller, start);
+    if (run.ok()) {
+      *response.mutable_run() = *std::move(run);
+    } else {
+      response.set_sync_error(std::string(run.status().message()));
+    }
+  }
   return response;
 }
 
@@ -1592,6 +1754,10 @@ absl::StatusOr<v1::CallbackSecret> ControlPlaneService::GetCallbackSecret(
 absl::StatusOr<std::string> ControlPlaneService::Bootstrap(
     Store& store, absl::string_view tenant) {
   IDSYNC_RETURN_IF_ERROR(CheckName("tenant", tenant));
+  if (tenant == "." || tenant == "..") {
+    // The name also names the tenant's import directory.
+    return absl::InvalidArgumentError("'tenant' must not be \".\" or \"..\"");
+  }
   IDSYNC_ASSIGN_OR_RETURN(int64_t tenant_id, store.EnsureTenant(tenant));
   ListQuery q;
   q.tenant_id = tenant_id;

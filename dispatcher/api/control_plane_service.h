@@ -21,6 +21,8 @@
 namespace idsync {
 
 class AgentHub;
+class SourcePolicy;
+class Metrics;
 
 // Who is calling: from the bearer token.
 struct Caller {
@@ -51,12 +53,32 @@ struct ControlPlaneServiceOptions {
   // closes the stream of an agent whose token is revoked. Without it, the
   // API shows the stored online flag and closes nothing.
   AgentHub* agents = nullptr;
+  // What the tenant's hosted connectors may reach (files, addresses),
+  // checked when a connector is created or changed. Without one, configs are
+  // checked as if the operator wrote them (tests of the service alone).
+  SourcePolicy* sources = nullptr;
+  // Counts failed authentications; none without.
+  Metrics* metrics = nullptr;
 };
 
 // Clears the secrets a write's response shows only once (a new token's, a
 // new webhook's, a new registration token), so the response can be stored for
 // Idempotency-Key replays. Other responses are left as they are.
 void ClearOneTimeSecrets(google::protobuf::Message* response);
+
+// A file being pushed for a CSV connector (PUT /api/v1/connectors/{id}/file):
+// written to a temp file next to the connector's file, renamed over it once
+// whole. The temp file is removed with this object unless committed.
+struct FileUpload {
+  ConnectorRow connector;
+  std::string path;  // The connector's path, as configured.
+  UniqueFd dir;      // The directory of the connector's file.
+  std::string name;  // The file's name in `dir`.
+  std::string temp;  // The temp file's name in `dir`.
+  UniqueFd file;     // The temp file, open for writing.
+  bool committed = false;
+  ~FileUpload();
+};
 
 class ControlPlaneService {
  public:
@@ -67,9 +89,12 @@ class ControlPlaneService {
 
   // Resolves an "Authorization: Bearer <token>" header. kUnauthenticated for
   // a missing, malformed, unknown or revoked token; kPermissionDenied for a
-  // token that only works elsewhere (agent and registration tokens).
+  // token that only works elsewhere (agent and registration tokens). Every
+  // failure is logged (with `peer` and the request id, never the token) and
+  // counted in the metrics.
   absl::StatusOr<Caller> Authenticate(absl::string_view authorization,
-                                      std::string request_id);
+                                      std::string request_id,
+                                      absl::string_view peer = "");
 
   // What an Idempotency-Key record keeps of a request: keyed, because the
   // request may carry secrets (a connector's auth_config).
@@ -119,6 +144,18 @@ class ControlPlaneService {
       const BeforeCommit& before_commit = nullptr);
   absl::StatusOr<idsync::v1::TestConnectorResponse> TestConnector(
       const Caller& caller, const idsync::v1::GetByIdRequest& request);
+  // Before an upload's body is read: an admin caller, a hosted csv
+  // connector, its path in the tenant's import directory. The temp file is
+  // created (0600). kFailedPrecondition without an import directory or for
+  // another connector type; kPermissionDenied for a path outside it.
+  absl::StatusOr<std::unique_ptr<FileUpload>> PrepareFileUpload(
+      const Caller& caller, int64_t connector_id);
+  // Once the whole body is in `upload.file` (`bytes` long): made durable,
+  // renamed over the connector's file (a run reading the old one reads it
+  // to its end), audited, and, when `sync`, synced. A sync that cannot start
+  // (one is running) leaves the file stored and says why in sync_error.
+  absl::StatusOr<idsync::v1::UploadConnectorFileResponse> CommitFileUpload(
+      const Caller& caller, FileUpload& upload, int64_t bytes, bool sync);
   absl::StatusOr<idsync::v1::SyncRun> StartSync(
       const Caller& caller, const idsync::v1::StartSyncRequest& request,
       const BeforeCommit& before_commit = nullptr);

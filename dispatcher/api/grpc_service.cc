@@ -50,9 +50,9 @@ ControlPlaneGrpc::ControlPlaneGrpc(ControlPlaneService& service, Store& store,
 
 absl::StatusOr<Caller> ControlPlaneGrpc::Admit(grpc::ServerContext* context) {
   static std::atomic<uint64_t> counter{0};
-  absl::StatusOr<Caller> caller =
-      service_.Authenticate(Metadata(context, "authorization"),
-                            absl::StrFormat("g%015x", counter.fetch_add(1)));
+  absl::StatusOr<Caller> caller = service_.Authenticate(
+      Metadata(context, "authorization"),
+      absl::StrFormat("g%015x", counter.fetch_add(1)), context->peer());
   if (!caller.ok()) return caller;
   context->AddInitialMetadata("x-request-id", caller->request_id);
   RateLimiter::Decision d = limiter_.Take(caller->token_id);

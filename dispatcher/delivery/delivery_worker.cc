@@ -47,7 +47,8 @@ absl::StatusOr<HttpResponse> PostSigned(const SignedMessage& m,
   http.connect_timeout = std::min(options.timeout, absl::Seconds(10));
   http.max_attempts = 1;  // Delivery retries on its own schedule.
   http.max_response_bytes = 64 << 10;
-  http.allow_private_addresses = options.allow_private;
+  http.address_policy = options.allow_private ? AddressPolicy::Any()
+                                              : AddressPolicy::PublicOnly();
   http.ca_file = options.ca_file;
   http.clock = &clock;
   IDSYNC_ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client,

@@ -66,7 +66,7 @@ for attempt in 1 2 3; do  # free ports can be taken in between: try others
   http_port=$(free_port)
   grpc_port=$(free_port)
   # --allow-private-callbacks: the webhook receiver is on loopback.
-  "$dispatcher" --db "$work/idsync.db" --http-listen "127.0.0.1:$http_port" \
+  "$dispatcher" --db "$work/idsync.db" --http-listen "127.0.0.1:$http_port" --metrics-listen "" \
     --grpc-listen "127.0.0.1:$grpc_port" --allow-private-callbacks \
     >>"$work/dispatcher.log" 2>&1 &
   dispatcher_pid=$!

@@ -68,7 +68,7 @@ api() {  # api METHOD PATH [BODY]
     -H "Authorization: Bearer $token" ${3:+-d "$3"}
 }
 start_dispatcher() {  # returns 1 when it exits or does not answer in 10 s
-  "$dispatcher" --db "$central/idsync.db" --http-listen "127.0.0.1:$http_port" \
+  "$dispatcher" --db "$central/idsync.db" --http-listen "127.0.0.1:$http_port" --metrics-listen "" \
     --grpc-listen "127.0.0.1:$grpc_port" >>"$central/dispatcher.log" 2>&1 &
   dispatcher_pid=$!
   for _ in $(seq 100); do

@@ -100,7 +100,7 @@ free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1
 http_port=$(free_port)
 grpc_port=$(free_port)
 token=$("$DISPATCHER" bootstrap --tenant acme --db "$work/dispatcher.db" 2>/dev/null)
-"$DISPATCHER" --db "$work/dispatcher.db" --http-listen "127.0.0.1:$http_port" \
+"$DISPATCHER" --db "$work/dispatcher.db" --http-listen "127.0.0.1:$http_port" --metrics-listen "" \
   --grpc-listen "127.0.0.1:$grpc_port" >"$work/dispatcher.log" 2>&1 &
 dispatcher_pid=$!
 api() {  # api METHOD PATH [BODY]

@@ -185,8 +185,11 @@ for attempt in 1 2 3; do
   http_port=$(free_port)
   grpc_port=$(free_port)
   # --allow-private-callbacks: the webhook receiver is on loopback.
-  "$dispatcher" --db "$work/idsync.db" --http-listen "127.0.0.1:$http_port" \
+  # --tenant-source-cidrs: tenant acme's directory is on loopback too (a
+  # tenant's sources must otherwise be public addresses).
+  "$dispatcher" --db "$work/idsync.db" --http-listen "127.0.0.1:$http_port" --metrics-listen "" \
     --grpc-listen "127.0.0.1:$grpc_port" --allow-private-callbacks \
+    --tenant-source-cidrs acme=127.0.0.1/32 \
     >>"$work/dispatcher.log" 2>&1 &
   dispatcher_pid=$!
   pids+=("$dispatcher_pid")

@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -32,6 +33,9 @@ class DispatcherTest : public ::testing::Test {
     tmp_ = std::make_unique<ScopedTestDir>("e2e");
     dir_ = tmp_->path().string();
     db_ = tmp_->File("dispatcher.db");
+    // Tenant acme's files, as an operator sets --import-dir up.
+    import_dir_ = tmp_->File("imports");
+    std::filesystem::create_directories(import_dir_ + "/acme");
     auto boot = RunProcess(
         {IDSYNC_DISPATCHER_BIN, "bootstrap", "--tenant", "acme", "--db", db_});
     ASSERT_TRUE(boot.ok() && boot->exit_code == 0)
@@ -42,7 +46,7 @@ class DispatcherTest : public ::testing::Test {
     auto client = HttpClient::Create(o);
     ASSERT_TRUE(client.ok()) << client.status();
     http_ = *std::move(client);
-    for (int* port : {&http_port_, &grpc_port_}) {
+    for (int* port : {&http_port_, &grpc_port_, &metrics_port_}) {
       absl::StatusOr<int> free = FreeLoopbackPort();
       ASSERT_TRUE(free.ok()) << free.status();
       *port = *free;
@@ -61,6 +65,10 @@ class DispatcherTest : public ::testing::Test {
   }
 
   std::string Spine() const { return absl::StrCat("127.0.0.1:", grpc_port_); }
+  // A file in tenant acme's import directory (where its connectors read).
+  std::string ImportPath(const std::string& name) const {
+    return absl::StrCat(import_dir_, "/acme/", name);
+  }
 
   // Starts `serve` with dispatcher_args_ added; waits for /health.
   void StartDispatcher() {
@@ -71,7 +79,11 @@ class DispatcherTest : public ::testing::Test {
                                      "--http-listen",
                                      absl::StrCat("127.0.0.1:", http_port_),
                                      "--grpc-listen",
-                                     Spine()};
+                                     Spine(),
+                                     "--import-dir",
+                                     import_dir_,
+                                     "--metrics-listen",
+                                     absl::StrCat("127.0.0.1:", metrics_port_)};
     argv.insert(argv.end(), dispatcher_args_.begin(), dispatcher_args_.end());
     auto child = ChildProcess::Start(argv, dir_);
     ASSERT_TRUE(child.ok()) << child.status();
@@ -87,6 +99,13 @@ class DispatcherTest : public ::testing::Test {
     dispatcher_->Kill(signal);
     dispatcher_->Wait();
     dispatcher_.reset();
+  }
+
+  // GET of the operator's metrics listener (no token).
+  absl::StatusOr<HttpResponse> Metrics() {
+    HttpRequest req;
+    req.url = absl::StrCat("http://127.0.0.1:", metrics_port_, "/metrics");
+    return http_->SendOnce(req);
   }
 
   // A REST call as the admin (or as `token`).
@@ -118,8 +137,8 @@ class DispatcherTest : public ::testing::Test {
   }
 
   std::unique_ptr<ScopedTestDir> tmp_;
-  std::string dir_, db_, token_;
-  int http_port_ = 0, grpc_port_ = 0;
+  std::string dir_, db_, token_, import_dir_;
+  int http_port_ = 0, grpc_port_ = 0, metrics_port_ = 0;
   std::vector<std::string> dispatcher_args_;  // Set before SetUp.
   std::unique_ptr<HttpClient> http_;
   std::optional<ChildProcess> dispatcher_;

@@ -224,7 +224,7 @@ class HostileInputTest : public testing::DispatcherTest {
     if (HasFatalFailure()) return;
     // Something of each kind to aim at: a csv connector with a finished run,
     // an identity created through the API, a (disabled) webhook, an auditor.
-    const std::string csv = tmp_->File("hr.csv");
+    const std::string csv = ImportPath("hr.csv");
     std::ofstream(csv) << "external_id,email,first_name,last_name\n"
                        << "E1,e1@example.com,Ann,Lee\n"
                        << "E2,e2@example.com,Bob,Kim\n";
@@ -572,7 +572,7 @@ class HostileInputTest : public testing::DispatcherTest {
         absl::StrCat("/api/v1/connectors/", connector_);
     return {
         {"encoded traversal in an id", Get("/api/v1/identities/..%2F..%2Fetc"),
-         404, "no such endpoint"},
+         404, "ids are positive integers"},
         {"traversal in the path", Get("/api/v1/identities/../../etc/passwd"),
          404, "no such endpoint"},
         {"SQL in an id", Get(connector + ";DROP"), 404,
@@ -616,10 +616,10 @@ class HostileInputTest : public testing::DispatcherTest {
          404, "not found"},
         {"unknown route", Get("/api/v1/nothing"), 404, "no such endpoint"},
         {"PUT, a method no route takes",
-         Request("PUT", connector, R"({"type":"csv"})", {}, token_), 404,
-         "no such endpoint"},
-        {"TRACE", Request("TRACE", "/api/v1/identities", "", {}, token_), 400,
-         "not valid HTTP/1.1"},
+         Request("PUT", connector, R"({"type":"csv"})", {}, token_), 405,
+         "not allowed on this path"},
+        {"TRACE", Request("TRACE", "/api/v1/identities", "", {}, token_), 405,
+         "not allowed on this path"},
         {"POST without Content-Length to a missing identity",
          Request("POST", "/api/v1/identities/99999999/deactivate", "", {},
                  token_, false),
@@ -696,22 +696,23 @@ class HostileInputTest : public testing::DispatcherTest {
     const std::string message = "Idempotency-Key must be 1-255 visible ASCII";
     return {
         {"256-byte key", with_key(std::string(256, 'k')), 400, message},
+        // Control characters in any header are malformed HTTP.
         {"control character in the key",
          with_key("a\x01"
                   "b"),
-         400, message},
+         400, "header line is malformed"},
         {"tab in the key", with_key("a\tb"), 400, message},
         {"DEL in the key",
          with_key("a\x7f"
                   "b"),
-         400, message},
+         400, "header line is malformed"},
         {"non-ASCII key",
          with_key("a\xff\xfe"
                   "b"),
          400, message},
         {"space in the key", with_key("a b"), 400, message},
-        {"100,000-byte key", with_key(std::string(100000, 'k')), 400,
-         "not valid HTTP/1.1"},
+        {"100,000-byte key", with_key(std::string(100000, 'k')), 431,
+         "header is larger than 16384 bytes"},
     };
   }
 
@@ -725,17 +726,20 @@ class HostileInputTest : public testing::DispatcherTest {
     return {
         {"no Authorization", Request("POST", ids, body), 401,
          "missing credentials"},
-        {"no Authorization on /metrics", Request("GET", "/metrics"), 401,
-         "missing credentials"},
+        // The operator's metrics are on their own address.
+        {"no Authorization on /metrics", Request("GET", "/metrics"), 404,
+         "metrics address"},
         {"no scheme", with(token_), 401, "must be 'Bearer <token>'"},
         {"Basic", with("Basic " + token_), 401, "must be 'Bearer <token>'"},
         {"Bearer alone", with("Bearer"), 401, "must be 'Bearer <token>'"},
         {"5,000-byte token", with("Bearer idsync_" + std::string(5000, 'A')),
          401, "not an idsync token"},
         {"9,000-byte header", with("Bearer idsync_" + std::string(9000, 'A')),
-         400, "not valid HTTP/1.1"},
+         401, "not an idsync token"},
+        {"20,000-byte header", with("Bearer idsync_" + std::string(20000, 'A')),
+         431, "header is larger than 16384 bytes"},
         {"control characters in the token", with("Bearer idsync_svc_\x01\x02"),
-         401, "unknown token"},
+         400, "header line is malformed"},
         {"non-ASCII token", with("Bearer idsync_svc_\xff\xfe"), 401,
          "unknown token"},
         {"the admin token and one more byte", with("Bearer " + token_ + "x"),

@@ -123,7 +123,7 @@ TEST_F(WebhooksE2eTest, KilledBetweenCommitAndDeliveryDeliversAfterRestart) {
 
 TEST_F(WebhooksE2eTest, SlowCallbackReceiverDoesNotHoldTheSyncBack) {
   SetCallbackSecret();
-  const std::string csv = tmp_->File("hr.csv");
+  const std::string csv = ImportPath("hr.csv");
   {
     std::ofstream out(csv);
     out << "external_id,email,first_name,last_name,department\n";

@@ -323,9 +323,9 @@ class CrashSignatureTest : public testing::DispatcherTest {
   // --- The scenario -----------------------------------------------------
 
   // The HR file the connector reads: version A or B, swapped in atomically.
-  std::string SourcePath() const { return tmp_->File("hr.csv"); }
+  std::string SourcePath() const { return ImportPath("hr.csv"); }
   void Install(char version) {
-    const std::string staged = tmp_->File("hr.csv.new");
+    const std::string staged = ImportPath("hr.csv.new");
     std::filesystem::remove(staged);
     std::error_code linked;
     std::filesystem::create_hard_link(File(version), staged, linked);

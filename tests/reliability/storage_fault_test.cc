@@ -523,7 +523,7 @@ class DispatcherStorageFaultTest : public testing::DispatcherTest {
 TEST_F(DispatcherStorageFaultTest, FullStoreAnswers5xxAndTheDispatcherStays) {
   MoveStoreToTmpfs();
   if (IsSkipped()) return;
-  const std::string csv = tmp_->File("hr.csv");
+  const std::string csv = ImportPath("hr.csv");
   auto gen = testing::RunProcess({IDSYNC_BIN, "gen-hr", "--count",
                                   std::to_string(kCount), "--seed", "7",
                                   "--out", csv});

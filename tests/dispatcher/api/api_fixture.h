@@ -23,7 +23,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -49,6 +51,7 @@
 #include "dispatcher/record_hash.h"
 #include "dispatcher/run_progress.h"
 #include "dispatcher/secrets.h"
+#include "dispatcher/source_policy.h"
 #include "dispatcher/store/sqlite_store.h"
 #include "dispatcher/sync_workers.h"
 #include "gtest/gtest.h"
@@ -127,19 +130,33 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(secrets.ok()) << secrets.status();
     secrets_.emplace(*std::move(secrets));
     RegisterBuiltinConnectors(registry_);
+    // Tenants' files live in IMPORT/<tenant>/, as with --import-dir.
+    import_dir_ = dir_->File("imports");
+    std::filesystem::create_directories(import_dir_);
+    SourcePolicyOptions source_options;
+    source_options.import_dir = import_dir_;
+    source_options.allow_private_sources = allow_private_sources_;
+    auto sources = SourcePolicy::Create(*store_, source_options);
+    ASSERT_TRUE(sources.ok()) << sources.status();
+    sources_ = *std::move(sources);
     SyncWorkers::Options worker_options;
     worker_options.max_concurrent = 2;
+    worker_options.sources = sources_.get();
     workers_ = std::make_unique<SyncWorkers>(*store_, registry_, *secrets_,
                                              Clock::Real(), progress_, metrics_,
                                              worker_options);
     ControlPlaneServiceOptions service_options;
     service_options.allow_private_callbacks = allow_private_callbacks_;
+    service_options.sources = sources_.get();
+    service_options.metrics = &metrics_;
     service_ = std::make_unique<ControlPlaneService>(
         *store_, registry_, *secrets_, *workers_, service_options);
     limiter_ = std::make_unique<RateLimiter>(clock_, 100, 200);
     RestServerOptions options;
-    options.host = "127.0.0.1";
-    options.port = 0;
+    options.http.host = "127.0.0.1";
+    options.http.port = 0;
+    options.metrics_token = kMetricsToken;
+    rest_options_(options);
     rest_ = std::make_unique<RestServer>(*service_, *store_, progress_,
                                          metrics_, *limiter_, options);
     ASSERT_TRUE(rest_->Start().ok());
@@ -492,10 +509,18 @@ class ApiTest : public ::testing::Test {
     return r.json["webhook"]["id"].get<int64_t>();
   }
 
-  // A CSV file of identities E<first>..E<first+rows-1>.
+  // The import directory of `tenant` (created).
+  std::string TenantDir(const std::string& tenant = "acme") {
+    const std::string dir = absl::StrCat(import_dir_, "/", tenant);
+    std::filesystem::create_directories(dir);
+    return dir;
+  }
+  // A CSV file of identities E<first>..E<first+rows-1>, in `tenant`'s
+  // import directory (its absolute path).
   std::string WriteCsv(const std::string& name, int rows, int first = 0,
-                       const std::string& department = "Engineering") {
-    const std::string path = dir_->File(name);
+                       const std::string& department = "Engineering",
+                       const std::string& tenant = "acme") {
+    const std::string path = absl::StrCat(TenantDir(tenant), "/", name);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out << kCsvHeader;
     std::string line;
@@ -607,7 +632,7 @@ class ApiTest : public ::testing::Test {
     EXPECT_GT(t.delivery_id, 0) << "no delivery of the joiner's creation";
     t.connector_id = CreateCsvConnector(
         t.admin, absl::StrCat(marker, "-hr"),
-        WriteCsv(absl::StrCat(marker, ".csv"), 2, 0, marker));
+        WriteCsv(absl::StrCat(marker, ".csv"), 2, 0, marker, name));
     Json run = StartSync(t.admin, t.connector_id);
     t.run_id = run.value("id", int64_t{0});
     EXPECT_EQ(WaitForRun(t.admin, t.run_id)["status"], "succeeded");
@@ -809,6 +834,8 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<ScopedTestDir> dir_;
   std::string db_path_;
   std::unique_ptr<SqliteStore> store_;
+  std::string import_dir_;
+  std::unique_ptr<SourcePolicy> sources_;  // Before what uses it.
   std::optional<SecretBox> secrets_;
   ConnectorRegistry registry_;
   RunProgress progress_;
@@ -823,6 +850,12 @@ class ApiTest : public ::testing::Test {
   // Set before SetUp (in a fixture's constructor) to refuse private webhook
   // and callback targets as production does by default.
   bool allow_private_callbacks_ = true;
+  // Likewise for hosted sources (REST, SCIM, LDAP, remote).
+  bool allow_private_sources_ = true;
+  // Changes the REST server's options before it starts.
+  std::function<void(RestServerOptions&)> rest_options_ =
+      [](RestServerOptions&) {};
+  static constexpr char kMetricsToken[] = "operator-metrics-token-0123456789";
 
   std::string admin_;  // Tenant "acme".
   int64_t tenant_id_ = 0;

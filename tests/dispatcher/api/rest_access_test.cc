@@ -323,9 +323,14 @@ TEST_F(RestAccessTest, TenantIsolationMatrix) {
   // Creating in B with A's names works: names are unique per tenant only.
   EXPECT_EQ(CreateIdentity(b.admin, "alphamark-joiner").status, 201);
   EXPECT_EQ(Post("/api/v1/connectors", b.admin,
-                 CsvConnectorBody("alphamark-hr", WriteCsv("b2.csv", 1)))
+                 CsvConnectorBody("alphamark-hr",
+                                  WriteCsv("b2.csv", 1, 0, "x", b.name)))
                 .status,
             201);
+  // But never with A's files: each tenant reads only its import directory.
+  ExpectError(Post("/api/v1/connectors", b.admin,
+                   CsvConnectorBody("steal-hr", WriteCsv("a.csv", 1))),
+              403, "permission_denied");
 
   // A is exactly as it was.
   EXPECT_EQ(TenantState(a.tenant_id), a_before);
@@ -356,6 +361,12 @@ TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
   for (const RouteSpec& r : AllRoutes()) {
     if (r.kind == Kind::kPublic) continue;
     SCOPED_TRACE(absl::StrCat(r.method, " ", r.path));
+    if (r.kind == Kind::kOps) {
+      // The operator's: no tenant token reads it.
+      ExpectError(Get(PathOf(r, a), a.auditor), 403, "permission_denied");
+      ExpectError(Get(PathOf(r, a), a.admin), 403, "permission_denied");
+      continue;
+    }
     if (r.kind == Kind::kAdminRead) {
       ++admin_reads;
       const auto before = RowCounts();
@@ -379,7 +390,7 @@ TEST_F(RestAccessTest, AuditorReadsEverythingAndWritesNothing) {
     }
   }
   EXPECT_EQ(writes, 17);
-  EXPECT_EQ(reads, 21);
+  EXPECT_EQ(reads, 20);
   EXPECT_EQ(admin_reads, 1);
   // And the same requests with the admin token go through (the table is
   // not refused for some other reason).

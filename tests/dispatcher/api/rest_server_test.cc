@@ -60,10 +60,15 @@ TEST_F(RestServerTest, HealthNeedsNoTokenAndReportsStatusVersionAndTime) {
   EXPECT_FALSE(r.Header("X-Request-Id").empty());
 }
 
-TEST_F(RestServerTest, MetricsNeedATokenAndCountRequestsByStatus) {
+// /metrics is the operator's: every tenant's volumes are in it, so a tenant
+// token (even an admin's) is refused, and only the operator's token reads it.
+TEST_F(RestServerTest, MetricsNeedTheOperatorTokenAndCountRequestsByStatus) {
   Reply anonymous = Get("/metrics", "");
   ExpectError(anonymous, 401, "unauthenticated");
   EXPECT_EQ(anonymous.Header("WWW-Authenticate"), "Bearer");
+  ExpectError(Get("/metrics", admin_), 403, "permission_denied");
+  ExpectError(Get("/metrics", CreateToken(admin_, "ro", "auditor")), 403,
+              "permission_denied");
 
   EXPECT_EQ(Get("/api/v1/identities", admin_).status, 200);
   EXPECT_EQ(Get("/api/v1/identities", admin_).status, 200);
@@ -72,7 +77,7 @@ TEST_F(RestServerTest, MetricsNeedATokenAndCountRequestsByStatus) {
   EXPECT_EQ(Post("/api/v1/identities", admin_, {{"external_id", "m1"}}).status,
             201);
 
-  Reply metrics = Get("/metrics", admin_);
+  Reply metrics = Get("/metrics", kMetricsToken);
   ASSERT_EQ(metrics.status, 200) << metrics.Describe();
   EXPECT_TRUE(absl::StartsWith(metrics.Header("Content-Type"), "text/plain"))
       << metrics.Header("Content-Type");
@@ -85,10 +90,14 @@ TEST_F(RestServerTest, MetricsNeedATokenAndCountRequestsByStatus) {
   EXPECT_THAT(
       metrics.body,
       HasSubstr("idsync_http_requests_total{method=\"GET\",code=\"401\"} 2\n"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("idsync_auth_failures_total{reason=\"missing\"} 1\n"));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("idsync_auth_failures_total{reason=\"unknown\"} 1\n"));
   EXPECT_THAT(
       metrics.body,
       HasSubstr(
-          "idsync_http_requests_total{method=\"POST\",code=\"201\"} 1\n"));
+          "idsync_http_requests_total{method=\"POST\",code=\"201\"} 2\n"));
   EXPECT_THAT(metrics.body, HasSubstr("# TYPE idsync_sync_runs_total counter"));
 }
 
@@ -146,8 +155,8 @@ TEST_F(RestServerTest, TheListenQueueHoldsABurstOfConnections) {
 // not share the port (and split the traffic) with the first.
 TEST_F(RestServerTest, ASecondServerCannotTakeAPortInUse) {
   RestServerOptions options;
-  options.host = "127.0.0.1";
-  options.port = port_;
+  options.http.host = "127.0.0.1";
+  options.http.port = port_;
   RestServer second(*service_, *store_, progress_, metrics_, *limiter_,
                     options);
   absl::Status started = second.Start();

@@ -90,11 +90,20 @@ function bootstrap(bin, db) {
 
 // Starts `serve` on free ports; resolves with {http, grpc}, the ports from
 // its log.
-function startDispatcher(bin, db) {
+// The operator's token for /metrics on the API port.
+const METRICS_TOKEN = 'openapi-operator-metrics-token';
+
+function startDispatcher(bin, db, dir) {
+  fs.mkdirSync(path.join(dir, 'imports', 't'), {recursive: true});
+  fs.writeFileSync(path.join(dir, 'metrics.token'), METRICS_TOKEN,
+                   {mode: 0o600});
   const child = spawn(bin, [
     'serve', '--db', db,  // The secrets key: DB.key, created on start.
     '--http-listen', '127.0.0.1:0', '--grpc-listen', '127.0.0.1:0',
-    '--shutdown-grace', '5',
+    '--shutdown-grace', '5', '--metrics-listen', '',
+    '--metrics-token-file', path.join(dir, 'metrics.token'),
+    // Tenant t's files (its connectors read only these).
+    '--import-dir', path.join(dir, 'imports'),
     // Webhooks below point at loopback.
     '--allow-private-callbacks',
   ], {stdio: ['ignore', 'pipe', 'pipe']});
@@ -557,10 +566,10 @@ async function exercise(api, checker, {admin, db, dir, grpcPort}) {
   // Operations.
   await api.request('GET', '/health');
   await api.request('GET', '/openapi.json');
-  await api.request('GET', '/metrics', auth);
+  await api.request('GET', '/metrics', {token: METRICS_TOKEN});
 
   // Connectors and a sync to completion.
-  const hrCsv = path.join(dir, 'hr.csv');
+  const hrCsv = path.join(dir, 'imports', 't', 'hr.csv');
   writeCsv(hrCsv, 5);
   const hr = id(await api.request('POST', '/api/v1/connectors', {
     ...auth,
@@ -621,7 +630,7 @@ async function exercise(api, checker, {admin, db, dir, grpcPort}) {
   });
 
   // A long run, cancelled while it runs, then its connector deleted.
-  const bigCsv = path.join(dir, 'big.csv');
+  const bigCsv = path.join(dir, 'imports', 't', 'big.csv');
   writeCsv(bigCsv, 200_000);
   const big = id(await api.request('POST', '/api/v1/connectors', {
     ...auth,
@@ -940,7 +949,7 @@ async function main() {
   let error;
   try {
     const admin = bootstrap(bin, db);
-    dispatcher = startDispatcher(bin, db);
+    dispatcher = startDispatcher(bin, db, dir);
     const ports = await dispatcher.ready;
     const port = ports.http;
     log(`dispatcher on 127.0.0.1:${port} (gRPC ${ports.grpc})`);
