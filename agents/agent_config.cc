@@ -201,7 +201,9 @@ absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
     }
     if (l.has_auth_config) *run.request.mutable_auth_config() = l.auth_config;
   }
-  if (dispatcher_keys) {
+  // A connector the agent does not configure is the dispatcher's, whatever
+  // its config holds.
+  if (dispatcher_keys || it == local.end()) {
     run.spec.access.files =
         dispatcher.import_dir.empty()
             ? NoFiles(

@@ -445,4 +445,16 @@ void ClearOAuth2TokenCache() {
   cache.tokens.clear();
 }
 
+std::vector<std::string> AuthUrls(const google::protobuf::Struct& auth_config) {
+  std::vector<std::string> urls;
+  for (const char* key : {"token_url", "issuer"}) {
+    auto it = auth_config.fields().find(key);
+    if (it != auth_config.fields().end() && it->second.has_string_value() &&
+        !it->second.string_value().empty()) {
+      urls.push_back(it->second.string_value());
+    }
+  }
+  return urls;
+}
+
 }  // namespace idsync

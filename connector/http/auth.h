@@ -6,6 +6,8 @@
 #define IDSYNC_CONNECTOR_HTTP_AUTH_H_
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "connector/http/http_client.h"
@@ -50,6 +52,10 @@ class AuthorizedClient {
 // Builds an AuthorizedClient from `auth_config`.
 absl::StatusOr<std::unique_ptr<AuthorizedClient>> CreateAuthorizedClient(
     HttpClientOptions options, const google::protobuf::Struct& auth_config);
+
+// The URLs `auth_config` makes requests to (an OAuth2 token_url or issuer),
+// for an address check at create; empty for the other modes.
+std::vector<std::string> AuthUrls(const google::protobuf::Struct& auth_config);
 
 // Forgets every cached OAuth2 token (tests).
 void ClearOAuth2TokenCache();

@@ -98,8 +98,16 @@ absl::Status TransportError(CURLcode code, const Transfer& t,
       return absl::DeadlineExceededError(
           absl::StrCat("request to ", where, " timed out after ",
                        absl::FormatDuration(options.timeout)));
-    case CURLE_URL_MALFORMAT:
     case CURLE_UNSUPPORTED_PROTOCOL:
+      // With an http(s) URL, what curl could not speak is the answer (an
+      // HTTP/0.9 one: another protocol on that port).
+      if (absl::StartsWithIgnoreCase(where, "http://") ||
+          absl::StartsWithIgnoreCase(where, "https://")) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            where, " does not answer in HTTP: ", curl_easy_strerror(code)));
+      }
+      [[fallthrough]];
+    case CURLE_URL_MALFORMAT:
       return absl::InvalidArgumentError(
           absl::StrCat("bad URL ", where, ": ", curl_easy_strerror(code)));
     case CURLE_PEER_FAILED_VERIFICATION:

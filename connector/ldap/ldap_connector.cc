@@ -506,6 +506,7 @@ absl::StatusOr<std::unique_ptr<Connector>> CreateLdapConnector(
     IDSYNC_RETURN_IF_ERROR(
         files.CheckPath(options.ca_file, "ldap config: 'ca_file'"));
   }
+  IDSYNC_RETURN_IF_ERROR(CheckLdapHost(options.url, *spec.access.addresses));
   return std::make_unique<LdapConnector>(std::move(options), spec.auth_config,
                                          *spec.clock, spec.access);
 }

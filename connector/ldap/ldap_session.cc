@@ -130,21 +130,31 @@ int LdapSession::OnConnect(LDAP* ld, Sockbuf* sb, LDAPURLDesc* srv,
   return -1;  // libldap closes the socket; nothing was sent on it.
 }
 
+absl::Status CheckLdapHost(const std::string& url,
+                           const AddressPolicy& policy) {
+  if (policy.any()) return absl::OkStatus();
+  LDAPURLDesc* desc = nullptr;
+  if (ldap_url_parse(url.c_str(), &desc) != LDAP_URL_SUCCESS) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ldap: cannot use url '", Excerpt(url), "'"));
+  }
+  // No host in the URL is libldap's default: localhost.
+  std::string host = desc->lud_host == nullptr || desc->lud_host[0] == '\0'
+                         ? "localhost"
+                         : desc->lud_host;
+  ldap_free_urldesc(desc);
+  if (host.find(':') != std::string::npos) host = absl::StrCat("[", host, "]");
+  return policy.CheckHost(host, "ldap config: 'url' host",
+                          /*name_address=*/false);
+}
+
 absl::StatusOr<std::unique_ptr<LdapSession>> LdapSession::Open(
     const LdapSessionOptions& options) {
-  if (!options.addresses->any()) {
-    LDAPURLDesc* desc = nullptr;
-    if (ldap_url_parse(options.url.c_str(), &desc) != LDAP_URL_SUCCESS) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("ldap: cannot use url '", Excerpt(options.url), "'"));
-    }
-    const std::string host = desc->lud_host == nullptr ? "" : desc->lud_host;
-    ldap_free_urldesc(desc);
-    absl::Status allowed = options.addresses->CheckHost(
-        host.find(':') != std::string::npos ? absl::StrCat("[", host, "]")
-                                            : host,
-        "ldap config: 'url' host", /*name_address=*/false);
-    if (!allowed.ok()) return absl::PermissionDeniedError(allowed.message());
+  // At connect time, before libldap resolves the name itself (its connect
+  // callback then checks the address it connects to).
+  if (absl::Status allowed = CheckLdapHost(options.url, *options.addresses);
+      !allowed.ok()) {
+    return absl::PermissionDeniedError(allowed.message());
   }
   LDAP* ld = nullptr;
   if (ldap_initialize(&ld, options.url.c_str()) != LDAP_SUCCESS ||

@@ -35,6 +35,10 @@ struct LdapSessionOptions {
   int timeout_seconds = 60;
 };
 
+// Whether `policy` lets connections go to the host of LDAP URL `url` (every
+// address it resolves to). kInvalidArgument naming the host otherwise.
+absl::Status CheckLdapHost(const std::string& url, const AddressPolicy& policy);
+
 struct LdapSearch {
   std::string base;
   int scope = LDAP_SCOPE_SUBTREE;

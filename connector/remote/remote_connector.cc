@@ -272,7 +272,7 @@ absl::StatusOr<std::string> PinnedTarget(const RemoteOptions& o,
                                : hp.host;
   absl::Status allowed =
       policy.CheckHost(host, "remote config: address host", false);
-  if (!allowed.ok()) return absl::PermissionDeniedError(allowed.message());
+  if (!allowed.ok()) return allowed;  // kInvalidArgument, as for rest and scim.
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -286,7 +286,7 @@ absl::StatusOr<std::string> PinnedTarget(const RemoteOptions& o,
   for (const addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
     if (!policy.Allows(ai->ai_addr)) {
       freeaddrinfo(found);
-      return absl::PermissionDeniedError(
+      return absl::InvalidArgumentError(
           "remote config: address host is a loopback/private address");
     }
     const std::string a = AddressToString(ai->ai_addr);

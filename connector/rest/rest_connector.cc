@@ -492,6 +492,7 @@ absl::StatusOr<std::unique_ptr<Connector>> CreateRestConnector(
   IDSYNC_ASSIGN_OR_RETURN(RestOptions options, ParseRestOptions(spec.config));
   std::vector<std::string> urls;
   for (const RestStream& stream : options.streams) urls.push_back(stream.url);
+  for (std::string& url : AuthUrls(spec.auth_config)) urls.push_back(url);
   IDSYNC_RETURN_IF_ERROR(
       ConfineHttpSource(spec.access, "rest config:", urls, options.http));
   return std::make_unique<RestConnector>(std::move(options), spec.auth_config,

@@ -397,8 +397,10 @@ class ScimConnector : public Connector {
 absl::StatusOr<std::unique_ptr<Connector>> CreateScimConnector(
     const ConnectorSpec& spec) {
   IDSYNC_ASSIGN_OR_RETURN(ScimOptions options, ParseScimOptions(spec.config));
-  IDSYNC_RETURN_IF_ERROR(ConfineHttpSource(
-      spec.access, "scim config:", {options.base_url}, options.http));
+  std::vector<std::string> urls = AuthUrls(spec.auth_config);
+  urls.push_back(options.base_url);
+  IDSYNC_RETURN_IF_ERROR(
+      ConfineHttpSource(spec.access, "scim config:", urls, options.http));
   return std::make_unique<ScimConnector>(std::move(options), spec.auth_config,
                                          spec.clock);
 }

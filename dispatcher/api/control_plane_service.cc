@@ -325,10 +325,12 @@ absl::Status CheckMode(absl::string_view mode) {
 // The type exists and accepts the config: the connector builds.
 absl::Status CheckConfig(const ConnectorRegistry& registry,
                          SourcePolicy* sources, const ConnectorRow& row,
-                         const google::protobuf::Struct& config) {
+                         const google::protobuf::Struct& config,
+                         const google::protobuf::Struct& auth_config) {
   ConnectorSpec spec;
   spec.business_id = row.business_id;
   spec.config = config;
+  spec.auth_config = auth_config;  // The hosts it names are checked too.
   if (sources != nullptr) {
     IDSYNC_ASSIGN_OR_RETURN(spec.access, sources->For(row.tenant_id));
   }
@@ -843,14 +845,16 @@ absl::StatusOr<ConnectorRow> ControlPlaneService::FindConnector(
 
 absl::Status ControlPlaneService::CheckConnector(
     const ConnectorRow& row, const google::protobuf::Struct& config,
-    bool has_auth, bool build) const {
+    const google::protobuf::Struct& auth_config, bool has_auth,
+    bool build) const {
   IDSYNC_RETURN_IF_ERROR(CheckMode(row.mode));
   if (row.mode == "hosted") {
     if (!row.agent.empty()) {
       return absl::InvalidArgumentError(
           "'agent' is only for connectors in mode \"agent\"");
     }
-    return build ? CheckConfig(registry_, options_.sources, row, config)
+    return build ? CheckConfig(registry_, options_.sources, row, config,
+                               auth_config)
                  : absl::OkStatus();
   }
   if (row.agent.empty()) {
@@ -898,8 +902,9 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::CreateConnector(
   IDSYNC_RETURN_IF_ERROR(CheckThreshold(row.deletion_threshold));
   IDSYNC_ASSIGN_OR_RETURN(row.config_json, StructToJson(request.config()));
   const bool has_auth = request.auth_config().fields_size() > 0;
-  IDSYNC_RETURN_IF_ERROR(
-      CheckConnector(row, request.config(), has_auth, /*build=*/true));
+  IDSYNC_RETURN_IF_ERROR(CheckConnector(row, request.config(),
+                                        request.auth_config(), has_auth,
+                                        /*build=*/true));
   IDSYNC_ASSIGN_OR_RETURN(std::string auth_json,
                           StructToJson(request.auth_config()));
   IDSYNC_ASSIGN_OR_RETURN(ConnectorSchedule schedule,
@@ -986,8 +991,11 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
   const bool auth_after = request.has_auth_config()
                               ? request.auth_config().fields_size() > 0
                               : row.has_auth;
-  const bool build =
-      row.mode == "hosted" && (request.has_config() || before.mode != "hosted");
+  // A new auth_config builds it too (the hosts it names are checked); a
+  // stored one was checked when it was set.
+  const bool build = row.mode == "hosted" &&
+                     (request.has_config() || request.has_auth_config() ||
+                      before.mode != "hosted");
   google::protobuf::Struct config;
   if (request.has_config()) {
     config = request.config();
@@ -997,7 +1005,8 @@ absl::StatusOr<v1::ConfiguredConnector> ControlPlaneService::UpdateConnector(
     return absl::InternalError(
         absl::StrCat("connector ", row.id, " has a config that is not JSON"));
   }
-  IDSYNC_RETURN_IF_ERROR(CheckConnector(row, config, auth_after, build));
+  IDSYNC_RETURN_IF_ERROR(
+      CheckConnector(row, config, request.auth_config(), auth_after, build));
   if (row.mode != before.mode || row.agent != before.agent) {
     IDSYNC_ASSIGN_OR_RETURN(std::optional<RunRow> active,
                             store_.ActiveRun(caller.tenant_id, row.id));

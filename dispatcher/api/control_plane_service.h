@@ -231,11 +231,13 @@ class ControlPlaneService {
   // The API's view of an agent: live online state, its token's revocation.
   absl::StatusOr<idsync::v1::Agent> AgentView(const AgentRow& row);
   // Mode and agent binding of a connector as it will be stored. With
-  // `build`, a hosted connector must build from `config`; an agent one only
-  // needs a known type (its config may name files on the agent's machine)
-  // and no auth_config (agents never get it).
+  // `build`, a hosted connector must build from `config` and `auth_config`
+  // (the hosts both name are checked against the tenant's address policy);
+  // an agent one only needs a known type (its config may name files on the
+  // agent's machine) and no auth_config (agents never get it).
   absl::Status CheckConnector(const ConnectorRow& row,
                               const google::protobuf::Struct& config,
+                              const google::protobuf::Struct& auth_config,
                               bool has_auth, bool build) const;
   // kInvalidArgument naming `field` unless `url` may receive deliveries.
   absl::Status CheckTarget(absl::string_view field, absl::string_view url);

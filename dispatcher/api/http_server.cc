@@ -286,6 +286,11 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
     if (ec) return Refuse(400, ParseErrorMessage(ec));
     const auto& h = header_->get();
     request_.method = std::string(h.method_string());
+    // Beast takes equal Content-Lengths as one; a proxy in front may not.
+    // (Folded lines it unfolds into spaces, as RFC 9112 5.2 allows.)
+    if (h.count(http::field::content_length) > 1) {
+      return Refuse(400, "two Content-Length headers");
+    }
     for (const auto& field : h) {
       request_.headers.emplace_back(
           absl::AsciiStrToLower(std::string(field.name_string())),
@@ -430,7 +435,12 @@ class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
           }
           if (ec) return self->Close(ec);
           if (!self->file_->is_done()) return self->ReadFileBody();
-          self->request_.body_bytes = self->file_->get().body().size();
+          // The file was empty when handed over: where writing ended is
+          // what was written.
+          beast::error_code pos_ec;
+          const uint64_t written = self->file_->get().body().file().pos(pos_ec);
+          if (pos_ec) return self->Close(pos_ec);
+          self->request_.body_bytes = static_cast<size_t>(written);
           self->file_.reset();  // Closes the descriptor.
           self->Dispatch();
         });

@@ -22,6 +22,7 @@
 #include "nlohmann/json.hpp"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/test_dir.h"
+#include "tests/testing/wait.h"
 
 namespace idsync::testing {
 
@@ -88,12 +89,13 @@ class DispatcherTest : public ::testing::Test {
     auto child = ChildProcess::Start(argv, dir_);
     ASSERT_TRUE(child.ok()) << child.status();
     dispatcher_ = *std::move(child);
-    for (int i = 0; i < 200; ++i) {
-      auto r = Call("GET", "/health");
-      if (r.ok() && r->status == 200) return;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    FAIL() << "the dispatcher did not come up";
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          auto r = Call("GET", "/health");
+          return r.ok() && r->status == 200;
+        },
+        absl::Seconds(10)))
+        << "the dispatcher did not come up";
   }
   void StopDispatcher(int signal) {
     dispatcher_->Kill(signal);

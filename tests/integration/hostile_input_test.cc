@@ -309,6 +309,11 @@ class HostileInputTest : public testing::DispatcherTest {
           << "a header was injected into the response:\n"
           << r.head;
       EXPECT_EQ(StoreState(), before) << "the request wrote to the store";
+      // Refusals carry the headers every answer does.
+      EXPECT_TRUE(ContainsIgnoreCase(r.head, "X-Content-Type-Options: nosniff"))
+          << r.head;
+      EXPECT_TRUE(ContainsIgnoreCase(r.head, "Cache-Control: no-store"))
+          << r.head;
     }
   }
 
@@ -753,12 +758,63 @@ class HostileInputTest : public testing::DispatcherTest {
     };
   }
 
+  // Framing a proxy in front could read differently from the server
+  // (request smuggling), and header lines that are not header lines.
+  std::vector<Case> Framing() {
+    const std::string ids = "/api/v1/identities";
+    const std::string body = R"({"external_id":"fr-1"})";
+    const std::string n = absl::StrCat(body.size());
+    return {
+        {"two different Content-Lengths",
+         Request("POST", ids, body,
+                 {"Content-Length: " + n, "Content-Length: 5"}, token_, false),
+         400, "Content-Length"},
+        {"two equal Content-Lengths",
+         Request("POST", ids, body,
+                 {"Content-Length: " + n, "Content-Length: " + n}, token_,
+                 false),
+         400, "Content-Length"},
+        {"Content-Length: +N",
+         Request("POST", ids, body, {"Content-Length: +" + n}, token_, false),
+         400, "Content-Length"},
+        {"Content-Length with a space inside",
+         Request("POST", ids, body, {"Content-Length: 2 2"}, token_, false),
+         400, "Content-Length"},
+        {"Transfer-Encoding and Content-Length",
+         Request("POST", ids, body,
+                 {"Transfer-Encoding: chunked", "Content-Length: " + n}, token_,
+                 false),
+         400, "Content-Length"},
+        {"a header line without a colon",
+         Request("POST", ids, body, {"X-Smuggle"}, token_), 400,
+         "header line is malformed"},
+        {"a space before the colon",
+         Request("POST", ids, body, {"Content-Length : 5"}, token_), 400,
+         "header line is malformed"},
+        {"bare LF line ends",
+         absl::StrCat("GET ", ids, " HTTP/1.1\nHost: x\nAuthorization: Bearer ",
+                      token_, "\n\n"),
+         400, "request line is malformed"},
+        {"HTTP/2.0 on the request line",
+         absl::StrCat("GET ", ids, " HTTP/2.0\r\nHost: x\r\n\r\n"), 400,
+         "request line is malformed"},
+        {"a space in the target",
+         absl::StrCat("GET ", ids, "?a=b c HTTP/1.1\r\nHost: x\r\n\r\n"), 400,
+         "request line is malformed"},
+        {"bad percent-encoding in the query", Get(ids + "?status=%zz"), 400,
+         "target is not a valid path"},
+        {"an absolute URL as the target", Get("http://evil.example.com" + ids),
+         400, "target is not a valid path"},
+    };
+  }
+
   std::vector<Case> All() {
     std::vector<Case> all;
     for (auto kind :
-         {&HostileInputTest::Bodies, &HostileInputTest::Numbers,
-          &HostileInputTest::FieldsAndTypes, &HostileInputTest::IdsAndPaths,
-          &HostileInputTest::Urls, &HostileInputTest::IdempotencyKeys,
+         {&HostileInputTest::Framing, &HostileInputTest::Bodies,
+          &HostileInputTest::Numbers, &HostileInputTest::FieldsAndTypes,
+          &HostileInputTest::IdsAndPaths, &HostileInputTest::Urls,
+          &HostileInputTest::IdempotencyKeys,
           &HostileInputTest::Authorization}) {
       for (Case& c : (this->*kind)()) all.push_back(std::move(c));
     }
@@ -769,6 +825,11 @@ class HostileInputTest : public testing::DispatcherTest {
   std::string auditor_;
   int n_ = 0;
 };
+
+TEST_F(HostileInputTest, AmbiguousFramingIsRefusedWithoutWriting) {
+  Expect(Framing());
+  ExpectHealthy();
+}
 
 TEST_F(HostileInputTest, BodiesAreRefusedWithoutWriting) {
   Expect(Bodies());

@@ -59,6 +59,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/store_signature.h"
 #include "tests/testing/test_dir.h"
+#include "tests/testing/wait.h"
 
 namespace idsync::testing {
 
@@ -136,6 +137,7 @@ class ApiTest : public ::testing::Test {
     SourcePolicyOptions source_options;
     source_options.import_dir = import_dir_;
     source_options.allow_private_sources = allow_private_sources_;
+    source_options.tenant_networks = tenant_networks_;
     auto sources = SourcePolicy::Create(*store_, source_options);
     ASSERT_TRUE(sources.ok()) << sources.status();
     sources_ = *std::move(sources);
@@ -277,7 +279,9 @@ class ApiTest : public ::testing::Test {
     }
     if (!body.empty()) {
       req.body = body;
-      req.headers.emplace("Content-Type", "application/json");
+      if (!req.has_header("Content-Type")) {
+        req.headers.emplace("Content-Type", "application/json");
+      }
     }
     Reply reply;
     httplib::Result result = Client()->send(req);
@@ -515,6 +519,16 @@ class ApiTest : public ::testing::Test {
     std::filesystem::create_directories(dir);
     return dir;
   }
+  // The text of a CSV file of identities E<first>..E<first+rows-1>.
+  static std::string CsvText(int rows, int first = 0,
+                             const std::string& department = "Engineering") {
+    std::string text = kCsvHeader;
+    for (int i = first; i < first + rows; ++i) {
+      absl::StrAppend(&text, "E", i, ",e", i, "@example.com,First", i, ",Last",
+                      i, ",", department, "\n");
+    }
+    return text;
+  }
   // A CSV file of identities E<first>..E<first+rows-1>, in `tenant`'s
   // import directory (its absolute path).
   std::string WriteCsv(const std::string& name, int rows, int first = 0,
@@ -522,14 +536,7 @@ class ApiTest : public ::testing::Test {
                        const std::string& tenant = "acme") {
     const std::string path = absl::StrCat(TenantDir(tenant), "/", name);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << kCsvHeader;
-    std::string line;
-    for (int i = first; i < first + rows; ++i) {
-      line.clear();
-      absl::StrAppend(&line, "E", i, ",e", i, "@example.com,First", i, ",Last",
-                      i, ",", department, "\n");
-      out << line;
-    }
+    out << CsvText(rows, first, department);
     out.close();
     EXPECT_TRUE(out.good()) << path;
     return path;
@@ -560,18 +567,17 @@ class ApiTest : public ::testing::Test {
   // Polls GET /api/v1/sync-runs/{id} until the run has ended.
   Json WaitForRun(const std::string& token, int64_t run_id,
                   absl::Duration timeout = absl::Seconds(60)) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (true) {
-      Reply r = Get(absl::StrCat("/api/v1/sync-runs/", run_id), token);
-      EXPECT_EQ(r.status, 200) << r.Describe();
-      if (r.status != 200) return r.json;
-      if (r.json["status"] != "running") return r.json;
-      if (absl::Now() > deadline) {
-        ADD_FAILURE() << "run " << run_id << " still running: " << r.body;
-        return r.json;
-      }
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    Reply r;
+    const bool ended = WaitUntil(
+        [&] {
+          r = Get(absl::StrCat("/api/v1/sync-runs/", run_id), token);
+          EXPECT_EQ(r.status, 200) << r.Describe();
+          return r.status != 200 || r.json["status"] != "running";
+        },
+        timeout, absl::Milliseconds(5));
+    if (!ended)
+      ADD_FAILURE() << "run " << run_id << " still running: " << r.body;
+    return r.json;
   }
 
   // Inserts one account, entitlement and grant of `connector_id` straight
@@ -754,6 +760,8 @@ class ApiTest : public ::testing::Test {
          "connector", 1},
         {"DELETE", R"(/api/v1/connectors/(\d+))", "connector.delete",
          "connector", 1},
+        {"PUT", R"(/api/v1/connectors/(\d+)/file)", "connector.file.upload",
+         "connector", 1},
         {"POST", R"(/api/v1/connectors/(\d+)/sync)", "sync.start", "sync_run",
          0},
         {"POST", R"(/api/v1/sync-runs/(\d+)/cancel)", "sync.cancel", "sync_run",
@@ -812,14 +820,17 @@ class ApiTest : public ::testing::Test {
         for (Json& e : ListAll("/api/v1/audit-events", admin->second)) {
           const std::string request_id = e["request_id"].get<std::string>();
           if (request_id.empty()) continue;  // Bootstrap.
-          EXPECT_EQ(events.count(request_id), 0u)
-              << "two audit events with request_id " << request_id;
-          events[request_id] = std::move(e);
+          // One request may do two things (an upload that starts a sync),
+          // but each once.
+          const std::string key =
+              absl::StrCat(request_id, " ", e["action"].get<std::string>());
+          EXPECT_EQ(events.count(key), 0u) << "two audit events " << key;
+          events[key] = std::move(e);
         }
       }
       SCOPED_TRACE(absl::StrCat(w.method, " ", w.path, " -> ", w.status,
                                 " request_id ", w.request_id));
-      auto it = events.find(w.request_id);
+      auto it = events.find(absl::StrCat(w.request_id, " ", action));
       ASSERT_NE(it, events.end()) << "no audit event for this write";
       const Json& e = it->second;
       EXPECT_EQ(e["action"], action);
@@ -852,6 +863,9 @@ class ApiTest : public ::testing::Test {
   bool allow_private_callbacks_ = true;
   // Likewise for hosted sources (REST, SCIM, LDAP, remote).
   bool allow_private_sources_ = true;
+  // Networks a tenant's sources may reach besides public addresses, by
+  // tenant name (--tenant-source-cidrs).
+  std::map<std::string, std::vector<IpNetwork>> tenant_networks_;
   // Changes the REST server's options before it starts.
   std::function<void(RestServerOptions&)> rest_options_ =
       [](RestServerOptions&) {};
