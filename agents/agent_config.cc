@@ -199,7 +199,25 @@ absl::StatusOr<PreparedRun> PrepareRun(const LocalConnectors& local,
     for (const auto& [key, value] : run.spec.config.fields()) {
       dispatcher_keys = dispatcher_keys || !l.config.fields().contains(key);
     }
-    if (l.has_auth_config) *run.request.mutable_auth_config() = l.auth_config;
+    if (l.has_auth_config) {
+      // The agent's own credentials go only where the agent's own config
+      // points: a target the dispatcher chose would receive them.
+      for (const char* key : {"url", "base_url", "address", "streams"}) {
+        if (run.spec.config.fields().contains(key) &&
+            !l.config.fields().contains(key)) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "connector '", id.substr(0, 64),
+              "': the dispatcher's config "
+              "sets '",
+              key,
+              "', which this agent's config does not pin, and "
+              "the agent's own auth_config is sent only where its own config "
+              "points: pin '",
+              key, "' under connectors.", id.substr(0, 64)));
+        }
+      }
+      *run.request.mutable_auth_config() = l.auth_config;
+    }
   }
   // A connector the agent does not configure is the dispatcher's, whatever
   // its config holds.

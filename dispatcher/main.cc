@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <fstream>
@@ -137,6 +138,31 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> GrpcCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+// The API connections the process can hold: the open-file limit is raised
+// to its hard limit, and `wanted` is cut to what it leaves after a reserve
+// for the store, gRPC, connectors and uploads (a connection past it would
+// fail with EMFILE, and so would everything else).
+int ConnectionBudget(int wanted) {
+  constexpr rlim_t kReserve = 512;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return wanted;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  // Each upload holds two descriptors; a connection one.
+  const rlim_t room = limit.rlim_cur > 2 * kReserve ? limit.rlim_cur - kReserve
+                                                    : limit.rlim_cur / 2;
+  if (static_cast<rlim_t>(wanted) <= room) return wanted;
+  spdlog::warn(
+      "--http-max-connections {} is more than the open-file limit ({}) "
+      "leaves room for; using {} (raise LimitNOFILE / ulimit -n)",
+      wanted, static_cast<uint64_t>(limit.rlim_cur),
+      static_cast<uint64_t>(room));
+  return static_cast<int>(room);
+}
+
 int Serve(const ServeOptions& o) {
   // Signals are taken by sigwait below, not by whichever thread they hit.
   sigset_t signals;
@@ -239,7 +265,7 @@ int Serve(const ServeOptions& o) {
   rest_options.http.header_timeout =
       absl::Seconds(o.http_header_timeout_seconds);
   rest_options.http.body_timeout = absl::Seconds(o.http_body_timeout_seconds);
-  rest_options.http.max_connections = o.http_max_connections;
+  rest_options.http.max_connections = ConnectionBudget(o.http_max_connections);
   rest_options.http.max_connections_per_address =
       o.http_max_connections_per_address;
   rest_options.max_upload_bytes = static_cast<uint64_t>(o.max_upload_mb) << 20;

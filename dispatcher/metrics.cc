@@ -6,8 +6,18 @@
 namespace idsync {
 
 void Metrics::CountRequest(absl::string_view method, int status) {
+  // Any token is a method to the HTTP parser: a label per made-up one would
+  // let anyone, without a token, grow this map (and /metrics) at will.
+  static constexpr absl::string_view kMethods[] = {
+      "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+  absl::string_view label = "other";
+  for (absl::string_view known : kMethods) {
+    if (method == known) label = known;
+  }
+  // Statuses come from the server, but bound them the same way.
+  if (status < 100 || status > 599) status = 0;
   absl::MutexLock lock(&mu_);
-  ++requests_[{std::string(method), status}];
+  ++requests_[{std::string(label), status}];
 }
 
 void Metrics::CountAuthFailure(absl::string_view reason) {

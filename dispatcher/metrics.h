@@ -27,9 +27,11 @@ class Metrics {
     // metrics reader then learns each tenant's volumes).
     bool tenant_labels = false;
   };
-  Metrics() = default;
+  Metrics() : Metrics(Options{}) {}
   explicit Metrics(Options options) : options_(options) {}
 
+  // A request answered; methods other than the standard ones count as
+  // "other".
   void CountRequest(absl::string_view method, int status);
   // A refused credential, by reason ("missing", "unknown", ...).
   void CountAuthFailure(absl::string_view reason);

@@ -61,7 +61,11 @@ absl::Status LdapSession::Error(int rc, absl::string_view what,
                                 absl::string_view server_text) const {
   if (!refused_address_.empty() &&
       (rc == LDAP_SERVER_DOWN || rc == LDAP_CONNECT_ERROR)) {
-    return absl::PermissionDeniedError(absl::StrCat(
+    // libldap calls back only once the TCP connect has succeeded, so this
+    // refusal says the port is open: not kPermissionDenied, whose words a
+    // connection test passes on, but a code it words like any unreachable
+    // source. Run errors keep the words.
+    return absl::FailedPreconditionError(absl::StrCat(
         what, " on ", options_.url,
         ": refused to connect to a loopback/private address (private "
         "targets are not allowed)"));

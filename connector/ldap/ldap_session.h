@@ -54,7 +54,9 @@ class LdapSession {
   // Connects, starts TLS if asked, and binds. Errors: kUnauthenticated for
   // rejected credentials, kUnavailable when the server cannot be reached,
   // kDeadlineExceeded on timeouts, kInvalidArgument for TLS setup problems,
-  // kPermissionDenied when the address policy refuses the server's address.
+  // kPermissionDenied when the address policy refuses the URL's host,
+  // kFailedPrecondition when it refuses the address libldap connected to
+  // (a name that resolved differently then).
   static absl::StatusOr<std::unique_ptr<LdapSession>> Open(
       const LdapSessionOptions& options);
   ~LdapSession();

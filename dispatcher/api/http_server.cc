@@ -704,12 +704,23 @@ void HttpServer::Impl::Accept() {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: "
             "application/json\r\nContent-Length: 88\r\nConnection: "
             "close\r\nRetry-After: 1\r\n\r\n"
-            "{\"code\":\"UNAVAILABLE\",\"message\":\"too many connections "
+            "{\"code\":\"unavailable\",\"message\":\"too many connections "
             "from this address\",\"details\":{}}";
         socket.non_blocking(true, peer_ec);
         socket.write_some(net::buffer(kBusy, sizeof(kBusy) - 1), peer_ec);
         socket.close(peer_ec);
       }
+    } else if (ec == net::error::no_descriptors ||
+               ec == boost::system::errc::too_many_files_open_in_system) {
+      // Out of descriptors: accepting again at once would spin. Wait for
+      // connections to close.
+      ++refused_;
+      auto pause = std::make_shared<net::steady_timer>(
+          ioc_, std::chrono::milliseconds(100));
+      pause->async_wait([this, pause](beast::error_code) {
+        if (acceptor_->is_open()) Accept();
+      });
+      return;
     }
     Accept();
   });

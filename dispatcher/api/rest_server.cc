@@ -465,6 +465,7 @@ class RestServer::Exchange {
 struct PendingUpload {
   Caller caller;
   std::string request_id;
+  bool sync = true;
   std::unique_ptr<FileUpload> upload;
 };
 
@@ -548,6 +549,18 @@ class RestServer::Handler final : public HttpHandler {
       a.refuse = x.Take();
       return a;
     }
+    // Like the caller and the connector, the query is checked before a
+    // byte of the body is read.
+    bool sync = true;
+    for (const auto& [name, value] : req.query) {
+      if (name != "sync" || (value != "true" && value != "false")) {
+        x.SendError(absl::InvalidArgumentError(
+            "this endpoint takes one parameter: sync=true|false"));
+        a.refuse = x.Take();
+        return a;
+      }
+      sync = value == "true";
+    }
     absl::StatusOr<std::unique_ptr<FileUpload>> upload =
         connector.ok()
             ? server_.service_.PrepareFileUpload(x.caller(), *connector)
@@ -561,6 +574,7 @@ class RestServer::Handler final : public HttpHandler {
     auto pending = std::make_shared<PendingUpload>();
     pending->caller = x.caller();
     pending->request_id = x.request_id();
+    pending->sync = sync;
     pending->upload = *std::move(upload);
     a.context = std::move(pending);
     return a;
@@ -569,20 +583,12 @@ class RestServer::Handler final : public HttpHandler {
   HttpServerResponse FinishUpload(HttpServerRequest& req) {
     auto pending = std::static_pointer_cast<PendingUpload>(req.context);
     Exchange x(server_, req, pending->request_id);
-    bool sync = true;
-    for (const auto& [name, value] : req.query) {
-      if (name != "sync" || (value != "true" && value != "false")) {
-        x.SendError(absl::InvalidArgumentError(
-            "this endpoint takes one parameter: sync=true|false"));
-        return x.Take();
-      }
-      sync = value == "true";
-    }
     absl::StatusOr<v1::UploadConnectorFileResponse> done =
         server_.service_.CommitFileUpload(pending->caller, *pending->upload,
                                           static_cast<int64_t>(req.body_bytes),
-                                          sync);
+                                          pending->sync);
     if (!done.ok()) {
+      pending->upload.reset();  // The temp file goes before the answer.
       x.SendError(done.status());
     } else {
       x.SendText(done->has_run() ? 202 : 200, ToJsonString(*done));

@@ -179,6 +179,27 @@ TEST(PrepareRunTest, LocalKeysOverrideAndLocalAuthReplaces) {
   EXPECT_EQ(run->spec.auth_config.fields().count("bind_password"), 1u);
 }
 
+// The agent's own credentials never follow a target the dispatcher chose:
+// with accept_dispatcher_configs, a tenant admin could otherwise point `url`
+// at a listener of theirs and receive the agent's bind password.
+TEST(PrepareRunTest, LocalAuthNeverGoesWhereTheDispatcherPoints) {
+  LocalConnectors local;
+  LocalConnector& ad = local["corp-ad"];
+  ad.type = "ldap";
+  (*ad.config.mutable_fields())["user_base"].set_string_value("ou=people");
+  ad.has_auth_config = true;
+  (*ad.auth_config.mutable_fields())["password"].set_string_value("agent-pw");
+  auto run = PrepareRun(local, Assignment(), kAccept);
+  ASSERT_FALSE(run.ok());
+  EXPECT_TRUE(absl::IsPermissionDenied(run.status())) << run.status();
+  EXPECT_THAT(run.status().message(), HasSubstr("pin 'url'"));
+  EXPECT_THAT(run.status().message(), Not(HasSubstr("agent-pw")));
+  // Not accepted: the dispatcher's url is not used at all, so no conflict.
+  auto own = PrepareRun(local, Assignment());
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_FALSE(own->spec.config.fields().contains("url"));
+}
+
 // By default a local connector is the local config alone: the dispatcher
 // (a tenant admin) adds no key, so it cannot name a file on this host.
 TEST(PrepareRunTest, DispatcherKeysAreIgnoredUnlessAccepted) {

@@ -101,6 +101,20 @@ TEST_F(RestServerTest, MetricsNeedTheOperatorTokenAndCountRequestsByStatus) {
   EXPECT_THAT(metrics.body, HasSubstr("# TYPE idsync_sync_runs_total counter"));
 }
 
+// Any token is a method to the parser; counting each made-up one under its
+// own label let a client without a token grow the metrics without bound.
+TEST_F(RestServerTest, MadeUpMethodsShareOneMetricsLabel) {
+  for (int i = 0; i < 20; ++i) {
+    Reply r = Send(absl::StrCat("XMETHOD", i), "/health", "");
+    EXPECT_GE(r.status, 400) << r.Describe();
+  }
+  Reply metrics = Get("/metrics", kMetricsToken);
+  ASSERT_EQ(metrics.status, 200) << metrics.Describe();
+  EXPECT_THAT(metrics.body, Not(HasSubstr("XMETHOD")));
+  EXPECT_THAT(metrics.body,
+              HasSubstr("idsync_http_requests_total{method=\"other\""));
+}
+
 // The listen backlog of the TCP socket listening on `port`, as the kernel
 // reports it (sock_diag; `ss -lt` shows it as Send-Q). nullopt if the kernel
 // does not answer.
